@@ -1,0 +1,3 @@
+"""Imaging Commons Archive: DICOMweb + DIMSE archive core."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,100 @@
+"""`archive` command line: serve, db upgrade, import."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from archive import config
+from archive.errors import ConfigError
+from archive.logs import configure
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML settings file (ARCHIVE_CONFIG)")
+    p.add_argument("--data-dir", help="data directory (ARCHIVE_DATA_DIR, ./archive-data)")
+    p.add_argument("--database-url", help="PostgreSQL URL (ARCHIVE_DATABASE_URL); embedded if unset")
+    p.add_argument("--log-level", help="log level (ARCHIVE_LOG_LEVEL, INFO)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="archive", description="Imaging Commons Archive")
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the DICOMweb server and the DIMSE listener")
+    _common(s)
+    s.add_argument("--host", help="bind address (ARCHIVE_HOST, 127.0.0.1)")
+    s.add_argument("--http-port", help="DICOMweb port (ARCHIVE_HTTP_PORT, 8080)")
+    s.add_argument("--dimse-port", help="DIMSE port (ARCHIVE_DIMSE_PORT, 11112)")
+    s.add_argument("--ae-title", help="our AE title (ARCHIVE_AE_TITLE, ARCHIVE)")
+    s.add_argument("--peer", action="append", default=[], metavar="AET=HOST:PORT",
+                   help="known DICOM node, repeatable (ARCHIVE_PEERS, comma-separated)")
+    s.add_argument("--restrict-peers", action="store_true", default=None,
+                   help="accept associations only from --peer AE titles (ARCHIVE_RESTRICT_PEERS)")
+    s.add_argument("--duplicate-policy", choices=config.DUPLICATE_POLICIES,
+                   help="different instance under an existing SOP Instance UID "
+                        "(ARCHIVE_DUPLICATE_POLICY, replace)")
+    s.add_argument("--max-request-bytes", help="STOW-RS request limit (ARCHIVE_MAX_REQUEST_BYTES)")
+    s.add_argument("--cors-origin", help="allowed CORS origin or * (ARCHIVE_CORS_ORIGIN, off)")
+    s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
+    db = sub.add_parser("db", help="database maintenance")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="apply migrations and exit")
+    _common(up)
+    imp = sub.add_parser("import", help="import DICOM files and folders (recursive)")
+    _common(imp)
+    imp.add_argument("paths", nargs="+", type=Path)
+    imp.add_argument("--site", help="contributing site recorded for imported studies")
+    imp.add_argument("--dataset", help="dataset (batch) recorded for imported studies")
+    imp.add_argument("--collection", help="collection (default: public)")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def settings_from(args: argparse.Namespace) -> config.Settings:
+    keys = ("host", "http_port", "dimse_port", "ae_title", "data_dir", "database_url",
+            "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
+            "viewer_dir", "log_level")
+    overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
+    peers = getattr(args, "peer", None)
+    if peers:
+        overrides["peers"] = tuple(config.parse_peer(p) for p in peers)
+    return config.load(overrides, toml_path=args.config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ConfigError as exc:
+        print(f"archive: {exc.reason}", file=sys.stderr)
+        return 2
+    configure(settings.log_level)
+    if args.command == "serve":
+        from archive.server import serve
+
+        asyncio.run(serve(settings))
+        return 0
+    if args.command == "db":
+        return asyncio.run(_db_upgrade(settings))
+    if args.command == "import":
+        from archive.bulk_import import run_import
+
+        return asyncio.run(run_import(settings, args))
+    return 2
+
+
+async def _db_upgrade(settings: config.Settings) -> int:
+    from archive.index.engine import upgrade
+    from archive.server import database
+
+    async with database(settings) as url:
+        await asyncio.to_thread(upgrade, url)
+    print("database is at the latest revision")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Settings: one frozen object, built once from flags, ARCHIVE_* variables and a TOML file.
+
+Precedence (highest first): command-line flag, environment variable, TOML file, default.
+Nothing here is mutable after load, so every component receives the same picture of the world.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archive.errors import ConfigError
+
+DUPLICATE_POLICIES = ("replace", "reject", "keep")
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A known DICOM node: where C-MOVE sends, and which calling AE titles may associate."""
+
+    ae_title: str
+    host: str
+    port: int
+    site: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    dimse_port: int = 11112
+    ae_title: str = "ARCHIVE"
+    data_dir: Path = Path("./archive-data")
+    database_url: str | None = None
+    peers: tuple[Peer, ...] = ()
+    restrict_peers: bool = False
+    duplicate_policy: str = "replace"
+    max_request_bytes: int = 4 * 1024**3
+    max_instance_bytes: int = 2 * 1024**3
+    qido_max_limit: int = 1000
+    cors_origin: str | None = None
+    viewer_dir: Path | None = None
+    default_collection: str = "public"
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def peer(self, ae_title: str) -> Peer | None:
+        for p in self.peers:
+            if p.ae_title == ae_title.strip():
+                return p
+        return None
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+
+# name -> (environment variable, parser)
+def _bool(v: str) -> bool:
+    if v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"not a boolean: {v!r}")
+
+
+def parse_peer(text: str) -> Peer:
+    """Parse ``AET=HOST:PORT`` or ``AET=HOST:PORT@SITE``."""
+    try:
+        aet, rest = text.split("=", 1)
+        site = None
+        if "@" in rest:
+            rest, site = rest.split("@", 1)
+        host, port = rest.rsplit(":", 1)
+        aet = aet.strip()
+        if not aet or len(aet) > 16:
+            raise ValueError("AE title must be 1-16 characters")
+        return Peer(aet, host.strip(), int(port), site or None)
+    except ValueError as exc:
+        raise ConfigError(f"bad peer {text!r}: expected AET=HOST:PORT ({exc})") from exc
+
+
+def _peers(v: str | list[str]) -> tuple[Peer, ...]:
+    items = v if isinstance(v, list) else [s for s in v.split(",") if s.strip()]
+    return tuple(parse_peer(s) for s in items)
+
+
+def _port(v: str) -> int:
+    n = int(v)
+    if not 0 <= n <= 65535:
+        raise ConfigError(f"port out of range: {v}")
+    return n
+
+
+def _policy(v: str) -> str:
+    if v not in DUPLICATE_POLICIES:
+        raise ConfigError(f"duplicate policy must be one of {DUPLICATE_POLICIES}, not {v!r}")
+    return v
+
+
+PARSERS: dict[str, Any] = {
+    "host": str,
+    "http_port": _port,
+    "dimse_port": _port,
+    "ae_title": str,
+    "data_dir": Path,
+    "database_url": lambda v: v or None,
+    "peers": _peers,
+    "restrict_peers": _bool,
+    "duplicate_policy": _policy,
+    "max_request_bytes": int,
+    "max_instance_bytes": int,
+    "qido_max_limit": int,
+    "cors_origin": lambda v: v or None,
+    "viewer_dir": lambda v: Path(v) if v else None,
+    "default_collection": str,
+    "log_level": str,
+}
+
+
+def env_name(name: str) -> str:
+    return "ARCHIVE_" + name.upper()
+
+
+def load(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+) -> Settings:
+    """Build Settings; unknown TOML keys are an error so typos do not silently fall back."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    toml_path = toml_path or (Path(environ["ARCHIVE_CONFIG"]) if "ARCHIVE_CONFIG" in environ else None)
+    extra: dict[str, Any] = {}
+    if toml_path is not None:
+        try:
+            data = tomllib.loads(Path(toml_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {toml_path}: {exc}") from exc
+        for key, raw in data.items():
+            if key in PARSERS:
+                values[key] = PARSERS[key](raw if not isinstance(raw, int | bool) else str(raw))
+            elif isinstance(raw, dict):
+                extra[key] = raw
+            else:
+                raise ConfigError(f"unknown setting {key!r} in {toml_path}")
+    for name, parse in PARSERS.items():
+        if env_name(name) in environ:
+            try:
+                values[name] = parse(environ[env_name(name)])
+            except ValueError as exc:
+                raise ConfigError(f"{env_name(name)}: {exc}") from exc
+    for name, value in (overrides or {}).items():
+        if value is None or value == ():
+            continue
+        values[name] = PARSERS[name](value) if isinstance(value, str) and name != "peers" else value
+    if extra:
+        values["extra"] = extra
+    return dataclasses.replace(Settings(), **values)

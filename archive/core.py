@@ -1,0 +1,57 @@
+"""Core: the dependencies every use case takes, assembled once by the server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from archive.config import Settings
+from storage.filesystem import FileBlobStore
+
+if TYPE_CHECKING:
+    from archive.instance import InstanceFacts
+    from archive.index.writes import Attribution
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: built by each door (calling AE title, HTTP credentials, STOW parameters)."""
+
+    ae_title: str | None = None
+    site: str | None = None
+    dataset: str | None = None
+    collection: str | None = None
+    may_see_sequestered: bool = False
+    cohort: str | None = None
+    roles: frozenset[str] = frozenset()
+
+
+# An enricher may adjust a study's attribution at ingest (commons: site, collection, dataset).
+Enricher = Callable[["InstanceFacts", Caller, "Attribution"], "Attribution"]
+# A post-index hook runs inside the ingest transaction (commons: harmonization, linking).
+IndexHook = Callable[[Any, "InstanceFacts", int], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Extensions:
+    enrichers: list[Enricher] = field(default_factory=list)
+    index_hooks: list[IndexHook] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Core:
+    settings: Settings
+    engine: AsyncEngine
+    blobs: FileBlobStore
+    executor: Executor | None = None
+    extensions: Extensions = field(default_factory=Extensions)
+    in_flight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

@@ -1,0 +1,1 @@
+"""PostgreSQL index: engine, tables, writes and reads."""

@@ -1,0 +1,235 @@
+"""Index writes: one transaction per instance, safe under concurrent stores of one study.
+
+The study row is upserted (and so locked) before the instance is written, which serialises
+concurrent stores to one study for the rest of the transaction; aggregates are then recounted
+from the rows themselves, so they are right whatever the interleaving.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from archive.attributes import Level
+from archive.errors import DataSetMismatch, DuplicateInstance
+from archive.instance import InstanceFacts
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Where a study came from: its collection, contributing site and dataset (batch)."""
+
+    collection: str = "public"
+    site: str | None = None
+    dataset: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    outcome: str  # "stored", "replaced", "duplicate", "kept"
+    replaced_blob_key: str | None = None
+    study_pk: int = 0
+
+
+_PATIENT = text(
+    """
+    INSERT INTO patient (patient_id, issuer, patient_name, patient_birth_date, patient_sex, attrs)
+    VALUES (:patient_id, :issuer, :patient_name, :patient_birth_date, :patient_sex,
+            CAST(:attrs AS jsonb))
+    ON CONFLICT (patient_id, issuer) DO UPDATE SET
+        patient_name = EXCLUDED.patient_name, patient_birth_date = EXCLUDED.patient_birth_date,
+        patient_sex = EXCLUDED.patient_sex, attrs = EXCLUDED.attrs, updated_at = now()
+    RETURNING pk
+    """
+)
+
+_STUDY = text(
+    """
+    INSERT INTO study (patient_pk, study_uid, study_date, study_time, accession_number, study_id,
+                       referring_physician_name, study_description, collection, site, dataset,
+                       attrs)
+    VALUES (:patient_pk, :study_uid, :study_date, :study_time, :accession_number, :study_id,
+            :referring_physician_name, :study_description, :collection, :site, :dataset,
+            CAST(:attrs AS jsonb))
+    ON CONFLICT (study_uid) DO UPDATE SET
+        patient_pk = EXCLUDED.patient_pk, study_date = EXCLUDED.study_date,
+        study_time = EXCLUDED.study_time, accession_number = EXCLUDED.accession_number,
+        study_id = EXCLUDED.study_id, referring_physician_name = EXCLUDED.referring_physician_name,
+        study_description = EXCLUDED.study_description, attrs = EXCLUDED.attrs,
+        site = COALESCE(study.site, EXCLUDED.site),
+        dataset = COALESCE(study.dataset, EXCLUDED.dataset), updated_at = now()
+    RETURNING pk
+    """
+)
+
+_SERIES = text(
+    """
+    INSERT INTO series (study_pk, series_uid, modality, series_number, series_description,
+                        series_date, series_time, body_part, pps_start_date, pps_start_time, attrs)
+    VALUES (:study_pk, :series_uid, :modality, :series_number, :series_description, :series_date,
+            :series_time, :body_part, :pps_start_date, :pps_start_time, CAST(:attrs AS jsonb))
+    ON CONFLICT (series_uid) DO UPDATE SET
+        modality = EXCLUDED.modality, series_number = EXCLUDED.series_number,
+        series_description = EXCLUDED.series_description, series_date = EXCLUDED.series_date,
+        series_time = EXCLUDED.series_time, body_part = EXCLUDED.body_part,
+        pps_start_date = EXCLUDED.pps_start_date, pps_start_time = EXCLUDED.pps_start_time,
+        attrs = EXCLUDED.attrs, updated_at = now()
+    RETURNING pk, study_pk
+    """
+)
+
+_EXISTING = text(
+    "SELECT pk, series_pk, sha256, blob_key FROM instance WHERE sop_uid = :sop_uid FOR UPDATE"
+)
+
+_INSTANCE_VALUES = """
+    series_pk = :series_pk, sop_class_uid = :sop_class_uid, instance_number = :instance_number,
+    transfer_syntax = :transfer_syntax, rows = :rows, columns = :columns,
+    number_of_frames = :number_of_frames, blob_key = :blob_key, size_bytes = :size_bytes,
+    sha256 = :sha256, pixels = CAST(:pixels AS jsonb), header = CAST(:header AS jsonb)
+"""
+
+_INSERT_INSTANCE = text(
+    """
+    INSERT INTO instance (series_pk, sop_uid, sop_class_uid, instance_number, transfer_syntax,
+                          rows, columns, number_of_frames, blob_key, size_bytes, sha256, pixels,
+                          header)
+    VALUES (:series_pk, :sop_uid, :sop_class_uid, :instance_number, :transfer_syntax, :rows,
+            :columns, :number_of_frames, :blob_key, :size_bytes, :sha256,
+            CAST(:pixels AS jsonb), CAST(:header AS jsonb))
+    """
+)
+
+_UPDATE_INSTANCE = text(f"UPDATE instance SET {_INSTANCE_VALUES}, updated_at = now() WHERE pk = :pk")
+
+RECOUNT_SERIES = text(
+    """
+    UPDATE series s SET num_instances = (SELECT count(*) FROM instance i WHERE i.series_pk = s.pk)
+    WHERE s.pk = ANY(:series_pks)
+    """
+)
+
+RECOUNT_STUDY = text(
+    """
+    UPDATE study st SET
+        num_series = agg.ns, num_instances = agg.ni, size_bytes = agg.sz,
+        modalities = agg.mods, sop_classes = agg.classes, updated_at = now()
+    FROM (
+        SELECT count(DISTINCT se.pk) AS ns, count(i.pk) AS ni,
+               COALESCE(sum(i.size_bytes), 0) AS sz,
+               COALESCE(array_agg(DISTINCT se.modality ORDER BY se.modality)
+                        FILTER (WHERE se.modality IS NOT NULL), '{}') AS mods,
+               COALESCE(array_agg(DISTINCT i.sop_class_uid ORDER BY i.sop_class_uid)
+                        FILTER (WHERE i.sop_class_uid IS NOT NULL), '{}') AS classes
+        FROM series se JOIN instance i ON i.series_pk = se.pk
+        WHERE se.study_pk = :study_pk
+    ) AS agg
+    WHERE st.pk = :study_pk
+    """
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+async def upsert_instance(
+    conn: AsyncConnection,
+    facts: InstanceFacts,
+    blob: dict[str, Any],
+    attribution: Attribution,
+    policy: str,
+) -> Indexed:
+    """Write patient → study → series → instance and recount aggregates; caller commits."""
+    c = facts.columns
+    patient_attrs = facts.level_attrs[Level.PATIENT]
+    patient_pk = (
+        await conn.execute(
+            _PATIENT,
+            {k: c[k] for k in ("patient_id", "issuer", "patient_name", "patient_birth_date",
+                               "patient_sex")} | {"attrs": _dumps(patient_attrs)},
+        )
+    ).scalar_one()
+    study_pk = (
+        await conn.execute(
+            _STUDY,
+            {
+                "patient_pk": patient_pk,
+                "study_uid": facts.study_uid,
+                "collection": attribution.collection,
+                "site": attribution.site,
+                "dataset": attribution.dataset,
+                "attrs": _dumps(patient_attrs | facts.level_attrs[Level.STUDY]),
+            }
+            | {k: c[k] for k in ("study_date", "study_time", "accession_number", "study_id",
+                                 "referring_physician_name", "study_description")},
+        )
+    ).scalar_one()
+    series_pk, owner = (
+        await conn.execute(
+            _SERIES,
+            {"study_pk": study_pk, "series_uid": facts.series_uid,
+             "attrs": _dumps(facts.level_attrs[Level.SERIES])}
+            | {k: c[k] for k in ("modality", "series_number", "series_description", "series_date",
+                                 "series_time", "body_part", "pps_start_date", "pps_start_time")},
+        )
+    ).one()
+    if owner != study_pk:
+        raise DataSetMismatch(f"SeriesInstanceUID {facts.series_uid} belongs to another study")
+    return await _write_instance(conn, facts, blob, policy, study_pk, series_pk)
+
+
+async def _write_instance(
+    conn: AsyncConnection,
+    facts: InstanceFacts,
+    blob: dict[str, Any],
+    policy: str,
+    study_pk: int,
+    series_pk: int,
+) -> Indexed:
+    c = facts.columns
+    row = (await conn.execute(_EXISTING, {"sop_uid": facts.sop_uid})).first()
+    values = {
+        "series_pk": series_pk,
+        "sop_uid": facts.sop_uid,
+        "sop_class_uid": facts.sop_class_uid,
+        "transfer_syntax": facts.transfer_syntax,
+        "pixels": _dumps(facts.pixels.as_json()) if facts.pixels else None,
+        "header": _dumps(facts.header),
+    } | {k: c[k] for k in ("instance_number", "rows", "columns", "number_of_frames")} | blob
+    series_pks = [series_pk]
+    replaced = None
+    if row is None:
+        await conn.execute(_INSERT_INSTANCE, values)
+        outcome = "stored"
+    elif row.sha256 == blob["sha256"]:
+        return Indexed("duplicate", None, study_pk)
+    elif policy == "reject":
+        raise DuplicateInstance(
+            f"a different instance with SOPInstanceUID {facts.sop_uid} is already stored"
+        )
+    elif policy == "keep":
+        return Indexed("kept", None, study_pk)
+    else:
+        await conn.execute(_UPDATE_INSTANCE, values | {"pk": row.pk})
+        replaced, outcome = row.blob_key, "replaced"
+        if row.series_pk != series_pk:
+            series_pks.append(row.series_pk)
+    await recount(conn, series_pks)
+    return Indexed(outcome, replaced, study_pk)
+
+
+async def recount(conn: AsyncConnection, series_pks: list[int]) -> None:
+    """Recount aggregates of the given series and their studies from the rows themselves."""
+    await conn.execute(RECOUNT_SERIES, {"series_pks": series_pks})
+    studies = (
+        await conn.execute(
+            text("SELECT DISTINCT study_pk FROM series WHERE pk = ANY(:p)"), {"p": series_pks}
+        )
+    ).scalars()
+    for study_pk in studies:
+        await conn.execute(RECOUNT_STUDY, {"study_pk": study_pk})

@@ -1,0 +1,302 @@
+"""Read what ingest needs from a Part-10 file without decoding pixels, and check it.
+
+`read_instance` is the only place that parses an incoming file. It returns `InstanceFacts`: the
+identifiers, the per-level attribute blocks (DICOM JSON), the indexed column values, and where
+Pixel Data sits in the file (so frames can later be served by offset without parsing again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import struct
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from archive.attributes import LEVEL_KEYWORDS, Level
+from archive.errors import DataSetMismatch, InvalidInstance, UnsupportedTransferSyntax
+from archive.transfer_syntax import KNOWN_TRANSFER_SYNTAXES
+
+UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+BULK_THRESHOLD = 1024  # bytes: larger binary values become BulkDataURI references
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+def is_valid_uid(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 64 and bool(UID_RE.match(value))
+
+
+@dataclass(slots=True)
+class PixelLayout:
+    """Where Pixel Data's value starts and, if encapsulated, its fragments (offset, length)."""
+
+    tag: int
+    vr: str
+    offset: int
+    length: int  # -1 when encapsulated (undefined length)
+    fragments: list[tuple[int, int]] = field(default_factory=list)
+    offset_table: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tag": f"{self.tag:08X}",
+            "vr": self.vr,
+            "offset": self.offset,
+            "length": self.length,
+            "fragments": self.fragments,
+            "bot": self.offset_table,
+        }
+
+
+@dataclass(slots=True)
+class InstanceFacts:
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    header: dict[str, Any]  # whole data set as DICOM JSON, bulk data as BulkDataURI markers
+    level_attrs: dict[Level, dict[str, Any]]
+    columns: dict[str, Any]
+    pixels: PixelLayout | None
+    charset: str | None
+
+
+def read_instance(path: Path, file_size: int) -> InstanceFacts:
+    """Parse and validate one Part-10 file; raises InvalidInstance with a reason a person can act on."""
+    with open(path, "rb") as fp:
+        ds = _read_header(fp)
+        stop = fp.tell()
+        pixels = _scan_pixels(fp, ds, stop, file_size)
+    facts = _validate(ds)
+    if pixels is None and "Rows" in ds and "Columns" in ds and "FloatPixelData" not in ds:
+        raise InvalidInstance("truncated: image attributes present but no Pixel Data")
+    header = to_json(ds)
+    level_attrs = {lvl: {t: v for t, v in header.items() if t in _LEVEL_TAGS[lvl]} for lvl in Level}
+    return InstanceFacts(
+        study_uid=facts[0],
+        series_uid=facts[1],
+        sop_uid=facts[2],
+        sop_class_uid=facts[3],
+        transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+        header=header,
+        level_attrs=level_attrs,
+        columns=_columns(ds),
+        pixels=pixels,
+        charset=_charset(ds),
+    )
+
+
+def _read_header(fp: BinaryIO) -> Dataset:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(fp, stop_before_pixels=True)
+            # Force every value to be read now, so a truncated header fails here, not later.
+            for _ in ds.iterall():
+                pass
+    except InvalidDicomError as exc:
+        raise InvalidInstance(f"not a DICOM Part-10 file: {exc}") from exc
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise InvalidInstance(f"cannot parse DICOM header: {exc}") from exc
+    if not getattr(ds, "file_meta", None) or "TransferSyntaxUID" not in ds.file_meta:
+        raise InvalidInstance("missing File Meta Information (0002,0010) Transfer Syntax UID")
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    if ts not in KNOWN_TRANSFER_SYNTAXES:
+        raise UnsupportedTransferSyntax(f"unsupported transfer syntax {ts}")
+    return ds
+
+
+def _validate(ds: Dataset) -> tuple[str, str, str, str]:
+    values = []
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        value = ds.get(keyword)
+        if value is None or value == "":
+            raise InvalidInstance(f"missing {keyword}")
+        if not is_valid_uid(str(value)):
+            raise InvalidInstance(f"invalid {keyword}: {str(value)[:80]!r}")
+        values.append(str(value))
+    meta = ds.file_meta
+    msi = meta.get("MediaStorageSOPInstanceUID")
+    if msi and str(msi) != values[2]:
+        raise DataSetMismatch("MediaStorageSOPInstanceUID differs from SOPInstanceUID")
+    msc = meta.get("MediaStorageSOPClassUID")
+    if msc and str(msc) != values[3]:
+        raise DataSetMismatch("MediaStorageSOPClassUID differs from SOPClassUID")
+    return values[0], values[1], values[2], values[3]
+
+
+def _scan_pixels(fp: BinaryIO, ds: Dataset, start: int, file_size: int) -> PixelLayout | None:
+    """Locate Pixel Data; detect truncation; list fragments of encapsulated data."""
+    if start >= file_size:
+        return None
+    ts = UID(str(ds.file_meta.TransferSyntaxUID))
+    little = ts != "1.2.840.10008.1.2.2"
+    explicit = ts != "1.2.840.10008.1.2"
+    fp.seek(start)
+    head = fp.read(8)
+    if len(head) < 8:
+        raise InvalidInstance("truncated inside Pixel Data element header")
+    order = "<" if little else ">"
+    group, elem = struct.unpack(order + "HH", head[:4])
+    tag = (group << 16) | elem
+    if tag not in PIXEL_TAGS:
+        return None
+    if explicit:
+        vr = head[4:6].decode("ascii", "replace")
+        if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+            rest = fp.read(4)
+            if len(rest) < 4:
+                raise InvalidInstance("truncated inside Pixel Data element header")
+            (length,) = struct.unpack(order + "L", rest)
+            value_offset = start + 12
+        else:
+            (length,) = struct.unpack(order + "H", head[6:8])
+            value_offset = start + 8
+    else:
+        vr = "OW" if ds.get("BitsAllocated", 16) > 8 else "OB"
+        (length,) = struct.unpack(order + "L", head[4:8])
+        value_offset = start + 8
+    if length != 0xFFFFFFFF:
+        if value_offset + length > file_size:
+            raise InvalidInstance(
+                f"truncated: Pixel Data needs {length} bytes, file has {file_size - value_offset}"
+            )
+        return PixelLayout(tag, vr, value_offset, length)
+    layout = PixelLayout(tag, "OB", value_offset, -1)
+    _scan_fragments(fp, value_offset, file_size, layout)
+    return layout
+
+
+def _scan_fragments(fp: BinaryIO, pos: int, file_size: int, layout: PixelLayout) -> None:
+    fp.seek(pos)
+    first = True
+    while True:
+        head = fp.read(8)
+        if len(head) < 8:
+            raise InvalidInstance("truncated: encapsulated Pixel Data has no sequence delimiter")
+        group, elem, length = struct.unpack("<HHL", head)
+        pos += 8
+        if (group, elem) == (0xFFFE, 0xE0DD):
+            return
+        if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+            raise InvalidInstance("malformed encapsulated Pixel Data item")
+        if pos + length > file_size:
+            raise InvalidInstance("truncated: Pixel Data fragment runs past end of file")
+        if first:
+            data = fp.read(length)
+            layout.offset_table = list(struct.unpack(f"<{length // 4}L", data[: length // 4 * 4]))
+            first = False
+        else:
+            layout.fragments.append((pos, length))
+            fp.seek(length, 1)
+        pos += length
+
+
+def _bulk_marker(elem: DataElement) -> str:
+    return f"bulk:{elem.tag:08X}"
+
+
+def to_json(ds: Dataset) -> dict[str, Any]:
+    """DICOM JSON (PS3.18 Annex F) of the data set; large binaries become `bulk:` markers.
+
+    Doors turn a `bulk:TAG` marker into an absolute BulkDataURI for the instance.
+    """
+    try:
+        return ds.to_json_dict(BULK_THRESHOLD, _bulk_marker)  # type: ignore[no-any-return]
+    except Exception as exc:  # malformed values (bad PN/IS/DS encodings)
+        raise InvalidInstance(f"cannot convert header to DICOM JSON: {exc}") from exc
+
+
+def _level_tags() -> dict[Level, frozenset[str]]:
+    from pydicom.datadict import tag_for_keyword
+
+    out: dict[Level, frozenset[str]] = {}
+    for lvl, kws in LEVEL_KEYWORDS.items():
+        tags = {f"{tag_for_keyword(k):08X}" for k in kws if tag_for_keyword(k) is not None}
+        tags.add("00080005")  # SpecificCharacterSet travels with every level
+        out[lvl] = frozenset(tags)
+    return out
+
+
+_LEVEL_TAGS = _level_tags()
+
+
+def parse_da(value: object) -> dt.date | None:
+    text = str(value or "").strip().replace(".", "")
+    if len(text) != 8 or not text.isdigit():
+        return None
+    try:
+        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
+def parse_tm(value: object) -> dt.time | None:
+    text = str(value or "").strip().replace(":", "")
+    if not text:
+        return None
+    main, _, frac = text.partition(".")
+    if not main.isdigit() or len(main) not in (2, 4, 6):
+        return None
+    try:
+        h, m, s = int(main[:2]), int(main[2:4] or 0), int(main[4:6] or 0)
+        us = int((frac + "000000")[:6]) if frac.isdigit() else 0
+        return dt.time(h, m, min(s, 59), us)
+    except ValueError:
+        return None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value).strip()) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _text(value: object) -> str | None:
+    return None if value is None or str(value) == "" else str(value)
+
+
+def _columns(ds: Dataset) -> dict[str, Any]:
+    g = ds.get
+    return {
+        "patient_id": str(g("PatientID", "") or ""),
+        "issuer": str(g("IssuerOfPatientID", "") or ""),
+        "patient_name": _text(g("PatientName")),
+        "patient_birth_date": parse_da(g("PatientBirthDate")),
+        "patient_sex": _text(g("PatientSex")),
+        "study_date": parse_da(g("StudyDate")),
+        "study_time": parse_tm(g("StudyTime")),
+        "accession_number": _text(g("AccessionNumber")),
+        "study_id": _text(g("StudyID")),
+        "referring_physician_name": _text(g("ReferringPhysicianName")),
+        "study_description": _text(g("StudyDescription")),
+        "modality": _text(g("Modality")),
+        "series_number": _int(g("SeriesNumber")),
+        "series_description": _text(g("SeriesDescription")),
+        "series_date": parse_da(g("SeriesDate")),
+        "series_time": parse_tm(g("SeriesTime")),
+        "body_part": _text(g("BodyPartExamined")),
+        "pps_start_date": parse_da(g("PerformedProcedureStepStartDate")),
+        "pps_start_time": parse_tm(g("PerformedProcedureStepStartTime")),
+        "instance_number": _int(g("InstanceNumber")),
+        "rows": _int(g("Rows")),
+        "columns": _int(g("Columns")),
+        "number_of_frames": _int(g("NumberOfFrames")) or (1 if "Rows" in ds else None),
+    }
+
+
+def _charset(ds: Dataset) -> str | None:
+    cs = ds.get("SpecificCharacterSet")
+    if cs is None:
+        return None
+    return "\\".join(cs) if isinstance(cs, list | tuple) or hasattr(cs, "__iter__") and not isinstance(cs, str) else str(cs)

@@ -1,0 +1,1 @@
+"""DICOMweb door (PS3.18): HTTP ⇄ archive core, on aiohttp."""

@@ -1,0 +1,19 @@
+"""create_app(core): the aiohttp application for the DICOMweb door."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from archive.core import Core
+from dicomweb.errors import error_middleware
+from dicomweb.keys import CORE
+from dicomweb.routes import dicomweb_routes
+from dicomweb.urls import ROOT
+
+
+def create_app(core: Core) -> web.Application:
+    # client_max_size bounds only whole-body reads; STOW streams and counts bytes itself.
+    app = web.Application(middlewares=[error_middleware], client_max_size=16 * 1024**2)
+    app[CORE] = core
+    app.add_routes(dicomweb_routes(ROOT))
+    return app

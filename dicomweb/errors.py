@@ -1,0 +1,70 @@
+"""The one mapping from archive errors to HTTP statuses (PS3.18 §8.6 status codes).
+
+Only ArchiveError subclasses are mapped to 4xx/5xx with their reason; anything else is a bug:
+logged with a request id and answered 500 without internals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from archive import errors as e
+
+log = logging.getLogger("dicomweb")
+
+STATUS: list[tuple[type[e.ArchiveError], int]] = [
+    (e.NotFound, 404),
+    (e.UnsupportedMediaType, 415),
+    (e.NotAcceptable, 406),
+    (e.PayloadTooLarge, 413),
+    (e.StorageFull, 507),
+    (e.ArchiveUnavailable, 503),
+    (e.InvalidQuery, 400),
+    (e.InvalidRequest, 400),
+    (e.StudyMismatch, 409),
+    (e.DuplicateInstance, 409),
+    (e.InvalidInstance, 400),
+    (e.ConfigError, 500),
+    (e.ArchiveError, 400),
+]
+
+
+def status_for(exc: e.ArchiveError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(status: int, reason: str) -> web.Response:
+    body = json.dumps({"error": reason, "status": status})
+    # PS3.18 §8.6.2: Warning header carries the reason for clients that only read headers.
+    safe = reason.replace('"', "'").encode("ascii", "replace").decode()[:500]
+    return web.Response(
+        status=status,
+        text=body,
+        content_type="application/json",
+        headers={"Warning": f'299 - "{safe}"'},
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except e.ArchiveError as exc:
+        return error_response(status_for(exc), exc.reason)
+    except web.HTTPException:
+        raise
+    except Exception:
+        rid = uuid.uuid4().hex[:12]
+        log.exception("unhandled error", extra={"request_id": rid, "path": request.path})
+        return error_response(500, f"internal error (request id {rid})")

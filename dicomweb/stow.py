@@ -1,0 +1,165 @@
+"""STOW-RS (PS3.18 §10.5): stream parts to the spool, ingest each, answer per §10.5.3.
+
+Parts are spooled as they arrive; each complete part is ingested while the next one streams in
+(at most a few at once), and the response is written only after every ingest has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from archive.core import Caller, Core
+from archive.errors import (
+    ArchiveError,
+    ArchiveUnavailable,
+    InvalidRequest,
+    PayloadTooLarge,
+    StorageFull,
+)
+from archive.ingest import Stored, ingest
+from archive.instance import is_valid_uid
+from dicomweb import multipart
+from dicomweb.dicom_xml import to_xml
+from dicomweb.keys import CORE
+from dicomweb.media_types import negotiate, parse_media_type
+from dicomweb.urls import instance_url, service_root, study_url
+from storage.filesystem import NoSpace, SpoolLimitExceeded
+
+log = logging.getLogger("dicomweb.stow")
+PARALLEL_INGESTS = 4
+
+
+def caller_for(request: web.Request) -> Caller:
+    """STOW-RS attribution: `site`/`dataset` query parameters or X-Archive-Site/-Dataset headers."""
+    q, h = request.rel_url.query, request.headers
+    return Caller(
+        site=q.get("site") or h.get("X-Archive-Site"),
+        dataset=q.get("dataset") or h.get("X-Archive-Dataset"),
+        collection=q.get("collection") or h.get("X-Archive-Collection"),
+    )
+
+
+async def store_instances(request: web.Request) -> web.StreamResponse:
+    core = request.app[CORE]
+    study = request.match_info.get("study")
+    if study is not None and not is_valid_uid(study):
+        raise InvalidRequest(f"invalid StudyInstanceUID in URL: {study!r}")
+    accept = negotiate(
+        request.headers.get("Accept"), ["application/dicom+json", "application/dicom+xml",
+                                        "application/json"]
+    )
+    multipart.check_multipart(request, "application/dicom")
+    outcomes = await _receive(request, core, caller_for(request), study)
+    return _respond(request, outcomes, accept, study)
+
+
+Outcome = Stored | tuple[ArchiveError, dict[str, str]]
+
+
+async def _receive(
+    request: web.Request, core: Core, caller: Caller, study: str | None
+) -> list[Outcome]:
+    budget = multipart.Budget(core.settings.max_request_bytes)
+    sem = asyncio.Semaphore(PARALLEL_INGESTS)
+    tasks: list[asyncio.Task[Outcome]] = []
+    try:
+        async for part in multipart.parts(request):
+            ctype = parse_media_type(part.headers.get("Content-Type", "application/dicom")).type
+            if ctype != "application/dicom":
+                await part.release()
+                err = InvalidRequest(f"part Content-Type {ctype!r} is not application/dicom")
+                tasks.append(asyncio.create_task(_failed(err)))
+                continue
+            try:
+                spooled = await core.blobs.spool_stream(
+                    multipart.part_chunks(part, budget), core.settings.max_instance_bytes
+                )
+            except SpoolLimitExceeded as exc:
+                raise PayloadTooLarge(str(exc)) from exc
+            except NoSpace as exc:
+                raise StorageFull(f"storage is full: {exc}") from exc
+            await sem.acquire()
+            tasks.append(asyncio.create_task(_ingest_one(core, spooled, caller, study, sem)))
+        if not tasks:
+            raise InvalidRequest("multipart body contains no parts")
+    finally:
+        # Every complete part is stored or failed before we answer, even if the body broke off.
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+    return [d if not isinstance(d, BaseException) else _as_failure(d) for d in done]
+
+
+async def _failed(err: ArchiveError) -> Outcome:
+    return (err, {})
+
+
+def _as_failure(exc: BaseException) -> Outcome:
+    if isinstance(exc, ArchiveError):
+        return (exc, {})
+    return (ArchiveUnavailable("internal error while storing"), {})
+
+
+async def _ingest_one(
+    core: Core, spooled: Any, caller: Caller, study: str | None, sem: asyncio.Semaphore
+) -> Outcome:
+    try:
+        return await ingest(core, spooled, caller, expected_study=study)
+    except ArchiveError as exc:
+        return (exc, {"sop": exc.sop_uid or "", "sop_class": exc.sop_class_uid or ""})
+    except Exception:
+        log.exception("ingest failed")
+        return (ArchiveUnavailable("internal error while storing"), {})
+    finally:
+        sem.release()
+
+
+def _uid_attr(tag: str, value: str) -> dict[str, Any]:
+    return {tag: {"vr": "UI", "Value": [value]}}
+
+
+def _respond(
+    request: web.Request, outcomes: list[Outcome], accept: str, study: str | None
+) -> web.Response:
+    root = service_root(request)
+    referenced, failed, warnings = [], [], []
+    for o in outcomes:
+        if isinstance(o, Stored):
+            item = _uid_attr("00081150", o.sop_class_uid) | _uid_attr("00081155", o.sop_uid)
+            item["00081190"] = {"vr": "UR", "Value": [
+                instance_url(root, o.study_uid, o.series_uid, o.sop_uid)]}
+            if o.warning:
+                warnings.append(f"{o.sop_uid}: {o.warning}")
+            referenced.append(item)
+        else:
+            err, uids = o
+            item = {"00081197": {"vr": "US", "Value": [int(err.failure_reason)]}}
+            if uids.get("sop_class"):
+                item |= _uid_attr("00081150", uids["sop_class"])
+            if uids.get("sop"):
+                item |= _uid_attr("00081155", uids["sop"])
+            item["00000902"] = {"vr": "LO", "Value": [err.reason[:64]]}
+            warnings.append(err.reason)
+            failed.append(item)
+    body: dict[str, Any] = {}
+    studies = {o.study_uid for o in outcomes if isinstance(o, Stored)}
+    if study or len(studies) == 1:
+        body["00081190"] = {"vr": "UR", "Value": [study_url(root, study or studies.pop())]}
+    if referenced:
+        body["00081199"] = {"vr": "SQ", "Value": referenced}
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": failed}
+    # PS3.18 §10.5.3: 200 all stored, 202 stored with warnings or partial failure, 409 none.
+    status = 409 if failed and not referenced else (202 if warnings else 200)
+    headers = {}
+    if warnings:
+        text = "; ".join(warnings).replace('"', "'").encode("ascii", "replace").decode()[:1000]
+        headers["Warning"] = f'299 - "{text}"'
+    if accept == "application/dicom+xml":
+        return web.Response(status=status, body=to_xml(body), headers=headers,
+                            content_type="application/dicom+xml")
+    return web.Response(status=status, text=json.dumps(body), headers=headers,
+                        content_type="application/dicom+json")

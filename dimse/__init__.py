@@ -1,0 +1,1 @@
+"""DIMSE door (PS3.4/PS3.7): DICOM network ⇄ archive core, on pynetdicom."""

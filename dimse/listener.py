@@ -1,0 +1,102 @@
+"""The DIMSE listener: one pynetdicom AE bound to the server's asyncio loop.
+
+Presentation contexts: Verification, every storage SOP class with the common transfer
+syntaxes; query/retrieve services register their contexts and handlers through `services`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pynetdicom import AE, _config, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from archive.core import Core
+from archive.transfer_syntax import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    JPEG_2000,
+    JPEG_2000_LOSSLESS,
+    JPEG_BASELINE,
+    JPEG_EXTENDED,
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    JPEG_LS_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS,
+    RLE_LOSSLESS,
+)
+from dimse.store import handle_store
+
+log = logging.getLogger("dimse")
+
+STORAGE_TRANSFER_SYNTAXES = [
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    JPEG_BASELINE,
+    JPEG_EXTENDED,
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    JPEG_LS_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS,
+    JPEG_2000_LOSSLESS,
+    JPEG_2000,
+    RLE_LOSSLESS,
+]
+
+# A DIMSE service plug-in: adds presentation contexts to the AE and returns its handlers.
+Service = Callable[[AE, Core, asyncio.AbstractEventLoop], list[tuple[Any, Any]]]
+
+
+def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[tuple[Any, Any]]:
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification, [EXPLICIT_VR_LE, IMPLICIT_VR_LE])
+    return [(evt.EVT_C_STORE, handle_store, [core, loop])]
+
+
+def services() -> list[Service]:
+    """Registered DIMSE services; query/retrieve modules append theirs here."""
+    return [_storage]
+
+
+class Listener:
+    def __init__(self, core: Core, loop: asyncio.AbstractEventLoop) -> None:
+        self.core = core
+        # pynetdicom has no per-AE switch: receive C-STORE data sets into temp files, not memory.
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        settings = core.settings
+        ae = AE(ae_title=settings.ae_title)
+        ae.maximum_pdu_size = 0  # unlimited: fewer, larger PDUs
+        ae.network_timeout = 60
+        ae.acse_timeout = 30
+        ae.dimse_timeout = 600
+        ae.maximum_associations = 64
+        if settings.restrict_peers:
+            ae.require_calling_aet = [p.ae_title for p in settings.peers]
+        handlers: list[tuple[Any, Any]] = []
+        for service in services():
+            handlers.extend(service(ae, core, loop))
+        self.ae = ae
+        self.server: ThreadedAssociationServer = ae.start_server(
+            (settings.host, settings.dimse_port), block=False, evt_handlers=handlers
+        )
+        log.info("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title})
+
+    def stop_accepting(self) -> None:
+        self.server.shutdown()
+
+    def active(self) -> int:
+        return len(self.server.active_associations) if hasattr(self.server, "active_associations") else 0
+
+    def abort_all(self) -> None:
+        for assoc in list(self.ae.active_associations):
+            assoc.abort()
