@@ -99,7 +99,16 @@ def _read_header(fp: BinaryIO) -> Dataset:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = dcmread(fp, stop_before_pixels=True)
+            try:
+                ds = dcmread(fp, stop_before_pixels=True)
+            except InvalidDicomError:
+                # No 128-byte preamble (pydicom.dcmwrite's default): accept when group 0002
+                # is present, as most archives do; the file is kept as received.
+                fp.seek(0)
+                if fp.read(2) != b"\x02\x00":
+                    raise
+                fp.seek(0)
+                ds = dcmread(fp, stop_before_pixels=True, force=True)
             # Force every value to be read now, so a truncated header fails here, not later.
             for _ in ds.iterall():
                 pass

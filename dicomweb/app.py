@@ -7,7 +7,7 @@ from aiohttp import web
 from archive.core import Core
 from dicomweb.errors import error_middleware
 from dicomweb.keys import CORE
-from dicomweb.routes import dicomweb_routes
+from dicomweb.routes import commons_routes, dicomweb_routes
 from dicomweb.urls import ROOT
 
 
@@ -16,4 +16,5 @@ def create_app(core: Core) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=16 * 1024**2)
     app[CORE] = core
     app.add_routes(dicomweb_routes(ROOT))
+    app.add_routes(commons_routes())
     return app

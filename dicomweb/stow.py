@@ -161,5 +161,5 @@ def _respond(
     if accept == "application/dicom+xml":
         return web.Response(status=status, body=to_xml(body), headers=headers,
                             content_type="application/dicom+xml")
-    return web.Response(status=status, text=json.dumps(body), headers=headers,
+    return web.Response(status=status, body=json.dumps(body).encode(), headers=headers,
                         content_type="application/dicom+json")

@@ -64,8 +64,10 @@ def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[tuple[
 
 
 def services() -> list[Service]:
-    """Registered DIMSE services; query/retrieve modules append theirs here."""
-    return [_storage]
+    """Registered DIMSE services: storage here, query/retrieve in their own modules."""
+    from dimse import find, get, move
+
+    return [_storage, find.service, get.service, move.service]
 
 
 class Listener:

@@ -1,0 +1,9 @@
+"""Placeholder: owned by the wado work (routes added there)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def routes(prefix: str) -> list[web.RouteDef]:
+    return []

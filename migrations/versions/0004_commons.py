@@ -1,0 +1,21 @@
+"""commons schema additions (owned by the commons work).
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-21
+"""
+
+from alembic import op  # noqa: F401
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
