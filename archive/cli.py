@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
                         "(ARCHIVE_DUPLICATE_POLICY, replace)")
     s.add_argument("--max-request-bytes", help="STOW-RS request limit (ARCHIVE_MAX_REQUEST_BYTES)")
     s.add_argument("--cors-origin", help="allowed CORS origin or * (ARCHIVE_CORS_ORIGIN, off)")
+    s.add_argument("--curator-token", help="bearer token that may see sequestered data (ARCHIVE_CURATOR_TOKEN)")
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
@@ -56,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> config.Settings:
     keys = ("host", "http_port", "dimse_port", "ae_title", "data_dir", "database_url",
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
-            "viewer_dir", "log_level")
+            "viewer_dir", "curator_token", "log_level")
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)
     if peers:

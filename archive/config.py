@@ -46,6 +46,8 @@ class Settings:
     cors_origin: str | None = None
     viewer_dir: Path | None = None
     default_collection: str = "public"
+    curator_token: str | None = None
+    curator_aets: tuple[str, ...] = ()
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -123,6 +125,10 @@ PARSERS: dict[str, Any] = {
     "cors_origin": lambda v: v or None,
     "viewer_dir": lambda v: Path(v) if v else None,
     "default_collection": str,
+    "curator_token": lambda v: v or None,
+    "curator_aets": lambda v: tuple(
+        s.strip() for s in (v if isinstance(v, list) else v.split(",")) if s.strip()
+    ),
     "log_level": str,
 }
 

@@ -31,6 +31,12 @@ class Caller:
     roles: frozenset[str] = frozenset()
 
 
+# Namespaced query keys (e.g. "commons.site"): (key, raw value) → boolean clause over the study
+# table (archive.index.tables.study); raises InvalidQuery for a key or value it does not accept.
+FilterCompiler = Callable[[str, str], Any]
+# Extra result attributes for includefield keys of a namespace: (connection, study pks, requested
+# keys) → {study_pk: {tag: DICOM JSON element}} merged into each matching result.
+ResultAttributes = Callable[[Any, list[int], frozenset[str]], Awaitable[dict[int, dict[str, Any]]]]
 # An enricher may adjust a study's attribution at ingest (commons: site, collection, dataset).
 Enricher = Callable[["InstanceFacts", Caller, "Attribution"], "Attribution"]
 # A post-index hook runs inside the ingest transaction (commons: harmonization, linking).
@@ -41,6 +47,8 @@ IndexHook = Callable[[Any, "InstanceFacts", int], Awaitable[None]]
 class Extensions:
     enrichers: list[Enricher] = field(default_factory=list)
     index_hooks: list[IndexHook] = field(default_factory=list)
+    filters: dict[str, FilterCompiler] = field(default_factory=dict)  # prefix "commons." → compiler
+    result_attributes: dict[str, ResultAttributes] = field(default_factory=dict)  # prefix → provider
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from archive.errors import (
 from archive.ingest import Stored, ingest
 from archive.instance import is_valid_uid
 from dicomweb import multipart
+from dicomweb.auth import caller_from_request
 from dicomweb.dicom_xml import to_xml
 from dicomweb.keys import CORE
 from dicomweb.media_types import negotiate, parse_media_type
@@ -37,7 +39,8 @@ PARALLEL_INGESTS = 4
 def caller_for(request: web.Request) -> Caller:
     """STOW-RS attribution: `site`/`dataset` query parameters or X-Archive-Site/-Dataset headers."""
     q, h = request.rel_url.query, request.headers
-    return Caller(
+    return replace(
+        caller_from_request(request),
         site=q.get("site") or h.get("X-Archive-Site"),
         dataset=q.get("dataset") or h.get("X-Archive-Dataset"),
         collection=q.get("collection") or h.get("X-Archive-Collection"),

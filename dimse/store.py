@@ -23,10 +23,11 @@ from storage.filesystem import NoSpace, SpoolLimitExceeded
 log = logging.getLogger("dimse.store")
 
 
-def caller_for(event: Any) -> Caller:
+def caller_for(event: Any, core: Core) -> Caller:
+    """The calling AE title identifies the peer; curator AE titles may see sequestered data."""
     aet = event.assoc.requestor.ae_title
-    aet = aet.decode() if isinstance(aet, bytes) else str(aet)
-    return Caller(ae_title=aet.strip())
+    aet = (aet.decode() if isinstance(aet, bytes) else str(aet)).strip()
+    return Caller(ae_title=aet, may_see_sequestered=aet in core.settings.curator_aets)
 
 
 def _status(code: int, comment: str | None = None) -> Dataset:
@@ -44,7 +45,7 @@ def handle_store(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Dat
     except (SpoolLimitExceeded, NoSpace) as exc:
         return _status(OUT_OF_RESOURCES, str(exc))
     try:
-        stored = bridge.run(loop, ingest(core, spooled, caller_for(event)))
+        stored = bridge.run(loop, ingest(core, spooled, caller_for(event, core)))
     except ArchiveError as exc:
         log.info("c-store refused: %s", exc.reason)
         return _status(store_status(exc), exc.reason)
