@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from archive import commons
 from archive.config import Settings
 from archive.core import Caller, Core
 from archive.errors import ArchiveError
@@ -27,7 +28,7 @@ def walk(paths: list[Path]) -> Iterator[Path]:
             for root, _dirs, files in os.walk(p):
                 for name in sorted(files):
                     yield Path(root) / name
-        else:
+        elif p.exists():
             yield p
 
 
@@ -40,6 +41,7 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
         await asyncio.to_thread(upgrade, url)
         engine = create_engine(url)
         core = Core(settings=settings, engine=engine, blobs=FileBlobStore(settings.storage_dir))
+        commons.register(core)
         caller = Caller(site=args.site, dataset=args.dataset, collection=args.collection,
                         ae_title=None)
         counts, failures = await _import_all(core, files, caller, not args.no_progress)

@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--dataset", help="dataset (batch) recorded for imported studies")
     imp.add_argument("--collection", help="collection (default: public)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from archive.cli_commons import add_commands
+
+    add_commands(sub, _common)
     return ap
 
 
@@ -76,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from archive.server import serve
 
-        asyncio.run(serve(settings))
+        try:
+            asyncio.run(serve(settings))
+        except ConfigError as exc:  # e.g. a bad --cors-origin or --viewer-dir found at startup
+            print(f"archive: {exc.reason}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "db":
         return asyncio.run(_db_upgrade(settings))
@@ -84,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         from archive.bulk_import import run_import
 
         return asyncio.run(run_import(settings, args))
+    if args.command in ("clinical", "loinc", "mapping", "cohort"):
+        from archive.cli_commons import main_for
+
+        return main_for(args, settings)
     return 2
 
 

@@ -58,7 +58,8 @@ class Core:
     blobs: FileBlobStore
     executor: Executor | None = None
     extensions: Extensions = field(default_factory=Extensions)
-    in_flight: int = 0
+    in_flight: int = 0  # ingests running (any door)
+    requests_in_flight: int = 0  # HTTP requests being handled (for graceful drain)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:

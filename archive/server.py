@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from archive import commons
 from archive.config import Settings
 from archive.core import Core
 from archive.index.engine import create_engine, embedded_postgres, upgrade
@@ -50,6 +51,7 @@ async def running(settings: Settings) -> AsyncIterator[Core]:
         blobs = FileBlobStore(settings.storage_dir)
         await sweep_orphans(engine, blobs)
         core = Core(settings=settings, engine=engine, blobs=blobs)
+        commons.register(core)
         core.idle.set()
         runner = web.AppRunner(create_app(core), access_log=None, shutdown_timeout=30)
         await runner.setup()
@@ -70,7 +72,15 @@ async def _stop(core: Core, runner: web.AppRunner, listener: object) -> None:
 
     assert isinstance(listener, Listener)
     listener.stop_accepting()
-    await runner.cleanup()  # stops listening, waits for in-flight HTTP requests
+    for site in list(runner.sites):
+        await site.stop()  # no new connections
+    # aiohttp's own graceful shutdown stops reading request bodies, which would cut off
+    # in-flight uploads; so drain requests first (up to 60 s), then shut the runner down.
+    for _ in range(600):
+        if core.requests_in_flight == 0:
+            break
+        await asyncio.sleep(0.1)
+    await runner.cleanup()
     for _ in range(300):  # associations finish their current stores (up to 30 s)
         if not listener.ae.active_associations:
             break

@@ -58,6 +58,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    from dicomweb.keys import CORE
+
+    core = request.app[CORE]
+    core.requests_in_flight += 1
     try:
         return await handler(request)
     except e.ArchiveError as exc:
@@ -68,3 +72,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         rid = uuid.uuid4().hex[:12]
         log.exception("unhandled error", extra={"request_id": rid, "path": request.path})
         return error_response(500, f"internal error (request id {rid})")
+    finally:
+        core.requests_in_flight -= 1

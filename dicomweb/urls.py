@@ -18,6 +18,8 @@ def base_url(request: web.Request) -> str:
 def service_root(request: web.Request) -> str:
     """The DICOMweb root this request came through (a cohort root keeps its own prefix)."""
     root = request.match_info.get("root_prefix", "")
+    if not root and request.match_info.get("cohort"):  # a cohort root (dicomweb/commons_api.py)
+        root = f"/commons/cohorts/{request.match_info['cohort']}"
     return f"{base_url(request)}{root}{ROOT}"
 
 

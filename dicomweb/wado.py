@@ -1,9 +1,250 @@
-"""Placeholder: owned by the wado work (routes added there)."""
+"""WADO-RS (PS3.18 §10.4): retrieve instances and metadata, plus DELETE; route table for all
+retrieve resources (frames/bulk data/rendered in dicomweb.wado_frames, WADO-URI in
+dicomweb.wado_uri).
+
+Transfer syntax (PS3.18 §8.7.3.5.2): without a `transfer-syntax` parameter instances are returned
+in Explicit VR Little Endian (the standard's default for application/dicom since 2016c); with
+`transfer-syntax=*` exactly as stored (zero-copy); a named syntax is produced by transcoding,
+or 406 when it cannot be.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
 from aiohttp import web
+from sqlalchemy import text
+
+from archive.core import Caller, Core
+from archive.delete import delete
+from archive.errors import InvalidRequest, NotAcceptable
+from archive.instance import is_valid_uid
+from archive.retrieve import Located, Scope, Version, json_escape, locate, metadata_sql, version
+from archive.transcode import can_convert
+from archive.transfer_syntax import EXPLICIT_VR_LE
+from dicomweb import wado_frames, wado_uri
+from dicomweb.auth import caller_from_request
+from dicomweb.dicom_json import resolve_bulk
+from dicomweb.dicom_xml import to_xml
+from dicomweb.keys import CORE
+from dicomweb.multipart import closing, new_boundary, part_header
+from dicomweb.urls import instance_url, service_root
+from dicomweb.wado_accept import Wanted, wanted
+from dicomweb.wado_stream import multipart_dicom, single_dicom, zip_dicom
+
+STRING_AGG_LIMIT = 2000  # instances: above this, metadata is streamed row by row
 
 
 def routes(prefix: str) -> list[web.RouteDef]:
-    return []
+    """Every WADO-RS resource (and DELETE) under `prefix`; WADO-URI at `{prefix}/wado`, and
+    at the site root `/wado` for the main service root (where legacy viewers look for it)."""
+    st = f"{prefix}/studies/{{study}}"
+    se = f"{st}/series/{{series}}"
+    ins = f"{se}/instances/{{instance}}"
+    fr = f"{ins}/frames/{{frames}}"
+    out = [
+        web.get(st, retrieve), web.get(se, retrieve), web.get(ins, retrieve),
+        web.get(f"{st}/metadata", metadata), web.get(f"{se}/metadata", metadata),
+        web.get(f"{ins}/metadata", metadata),
+        web.get(f"{ins}/bulkdata/{{tag}}", wado_frames.bulkdata),
+        web.get(fr, wado_frames.frames),
+        *(web.get(f"{r}/rendered", wado_frames.rendered) for r in (st, se, ins, fr)),
+        *(web.get(f"{r}/thumbnail", wado_frames.thumbnail) for r in (st, se, ins, fr)),
+        web.delete(st, remove), web.delete(se, remove), web.delete(ins, remove),
+        web.get(f"{prefix}/wado", wado_uri.wado),
+    ]
+    if prefix == "/dicom-web":
+        out.append(web.get("/wado", wado_uri.wado))
+    return out
+
+
+def scope_of(request: web.Request) -> Scope:
+    """UIDs from the URL, validated so a malformed one is a 400 rather than a silent 404."""
+    m = request.match_info
+    scope = Scope(m.get("study"), m.get("series"), m.get("instance"))
+    for name in ("study", "series", "instance"):
+        value = getattr(scope, name)
+        if value is not None and not is_valid_uid(value):
+            raise InvalidRequest(f"invalid {name} UID in URL: {value[:80]!r}")
+    return scope
+
+
+async def located_for(request: web.Request, with_header: bool = False) -> list[Located]:
+    s = scope_of(request)
+    return await locate(request.app[CORE], caller_from_request(request), s.study, s.series,
+                        s.instance, with_header=with_header)
+
+
+# --- retrieve instances ----------------------------------------------------------------------
+
+def syntax_for(want: Wanted, stored: str) -> str | None:
+    """The syntax to send an instance stored as `stored` in, for this Accept entry, or None."""
+    if want.ts == "*":
+        return stored
+    target = want.ts or EXPLICIT_VR_LE
+    return target if can_convert(stored, target) else None
+
+
+def _representation(want: Wanted, count: int) -> str | None:
+    if want.media == "application/zip" and not want.multipart:
+        return "zip"
+    if want.multipart and want.accepts("application/dicom"):
+        return "multipart"
+    if want.media == "application/dicom" and count == 1:
+        return "single"
+    return None
+
+
+def plan(wants: list[Wanted], located: list[Located]) -> tuple[str, list[str]]:
+    """Representation + per-instance syntax honouring the client's order of preference."""
+    reps: dict[str, list[Wanted]] = {}
+    for w in wants:
+        rep = _representation(w, len(located))
+        if rep:
+            reps.setdefault(rep, []).append(w)
+    reasons = []
+    for rep, group in reps.items():
+        syntaxes = []
+        for loc in located:
+            ts = next((t for w in group if (t := syntax_for(w, loc.transfer_syntax))), None)
+            if ts is None:
+                reasons.append(f"{loc.sop_uid} is stored as {loc.transfer_syntax}")
+                break
+            syntaxes.append(ts)
+        else:
+            return rep, syntaxes
+    detail = f" ({reasons[0]})" if reasons else ""
+    raise NotAcceptable(
+        "cannot produce the requested media type / transfer syntax" + detail
+        + "; available: multipart/related; type=\"application/dicom\" (transfer-syntax=* or"
+        " a syntax we can transcode to), application/dicom for one instance, application/zip"
+    )
+
+
+async def retrieve(request: web.Request) -> web.StreamResponse:
+    """Study, series or instance as multipart/related DICOM, single-part DICOM, or ZIP."""
+    core = request.app[CORE]
+    located = await located_for(request)
+    rep, syntaxes = plan(wanted(request.headers.get("Accept")), located)
+    if rep == "single":
+        return await single_dicom(request, core, located[0], syntaxes[0])
+    if rep == "zip":
+        chosen = {loc.sop_uid: ts for loc, ts in zip(located, syntaxes, strict=True)}
+        name = request.match_info.get("series") or request.match_info["study"]
+        return await zip_dicom(request, core, located, name, lambda loc: chosen[loc.sop_uid])
+    return await multipart_dicom(request, core, located, syntaxes)
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+def _metadata_format(header: str | None) -> str:
+    for w in wanted(header):
+        if w.accepts("application/dicom+json") or w.media == "application/json":
+            return "json"
+        if w.media == "application/dicom+xml":
+            return "xml"
+    raise NotAcceptable("metadata is available as application/dicom+json or multipart/related; "
+                        "type=\"application/dicom+xml\"")
+
+
+def not_modified(request: web.Request, ver: Version) -> bool:
+    """Conditional GET (RFC 9110 §13.1.2, §13.1.3): If-None-Match wins over If-Modified-Since."""
+    inm = request.headers.get("If-None-Match")
+    if inm is not None:
+        tags = [t.strip().removeprefix("W/") for t in inm.split(",")]
+        return "*" in tags or ver.etag in tags
+    ims = request.headers.get("If-Modified-Since")
+    if ims:
+        try:
+            since = parsedate_to_datetime(ims)
+        except (TypeError, ValueError):
+            return False
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.UTC)
+        return ver.last_modified.replace(microsecond=0) <= since
+    return False
+
+
+def validators(ver: Version) -> dict[str, str]:
+    return {
+        "ETag": ver.etag,
+        "Last-Modified": format_datetime(ver.last_modified.astimezone(dt.UTC), usegmt=True),
+        "Cache-Control": "private, no-cache",
+        "Vary": "Accept, Authorization",
+    }
+
+
+async def metadata(request: web.Request) -> web.StreamResponse:
+    """Study/series/instance metadata from the index only: no DICOM file is opened."""
+    core, caller, scope = request.app[CORE], caller_from_request(request), scope_of(request)
+    fmt = _metadata_format(request.headers.get("Accept"))
+    root = service_root(request)
+    ver = await version(core, caller, scope, f"{fmt}|{root}")
+    headers = validators(ver)
+    if not_modified(request, ver):
+        return web.Response(status=304, headers=headers)
+    if fmt == "xml":
+        return await _metadata_xml(request, core, caller, scope, root, headers)
+    sql, args = metadata_sql(caller, scope)
+    args["base"] = json_escape(root)
+    if ver.count <= STRING_AGG_LIMIT:
+        agg = f"SELECT '[' || string_agg(doc, ',' ORDER BY o) || ']' FROM ({sql}) m"
+        async with core.engine.connect() as conn:
+            body = (await conn.execute(text(agg), args)).scalar_one()
+        return web.Response(body=(body or "[]").encode(), headers=headers,
+                            content_type="application/dicom+json")
+    return await _stream_json(request, core, sql, args, headers)
+
+
+async def _stream_json(request: web.Request, core: Core, sql: str, args: dict[str, Any],
+                       headers: dict[str, str]) -> web.StreamResponse:
+    resp = web.StreamResponse(headers=headers)
+    resp.content_type = "application/dicom+json"
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    sep = b"["
+    async with core.engine.connect() as conn:
+        result = await conn.stream(text(f"SELECT doc FROM ({sql}) m ORDER BY o"), args)
+        async for batch in result.partitions(500):
+            await resp.write(sep + b",".join(r.doc.encode() for r in batch))
+            sep = b","
+    await resp.write(b"]" if sep == b"," else b"[]")
+    await resp.write_eof()
+    return resp
+
+
+async def _metadata_xml(request: web.Request, core: Core, caller: Caller, scope: Scope,
+                        root: str, headers: dict[str, str]) -> web.StreamResponse:
+    located = await locate(core, caller, scope.study, scope.series, scope.instance,
+                           with_header=True)
+    boundary = new_boundary()
+    resp = web.StreamResponse(headers=headers)
+    resp.headers["Content-Type"] = (
+        f'multipart/related; type="application/dicom+xml"; boundary={boundary}')
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    for loc in located:
+        header = dict(loc.header or {})
+        if loc.pixels:
+            tag = loc.pixels["tag"]
+            header[tag] = {"vr": loc.pixels["vr"], "BulkDataURI": f"bulk:{tag}"}
+        url = instance_url(root, loc.study_uid, loc.series_uid, loc.sop_uid)
+        await resp.write(part_header(boundary, "application/dicom+xml")
+                         + to_xml(resolve_bulk(header, url)) + b"\r\n")
+    await resp.write(closing(boundary))
+    await resp.write_eof()
+    return resp
+
+
+# --- delete ----------------------------------------------------------------------------------
+
+async def remove(request: web.Request) -> web.Response:
+    """DELETE a study, series or instance (not in the base standard; as dcm4chee and Orthanc)."""
+    scope = scope_of(request)
+    assert scope.study is not None
+    gone = await delete(request.app[CORE], caller_from_request(request), scope.study,
+                        scope.series, scope.instance)
+    return web.json_response({"deletedInstances": gone.instances, "deletedSeries": gone.series,
+                              "deletedStudies": gone.studies})

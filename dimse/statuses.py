@@ -22,3 +22,19 @@ def store_status(exc: BaseException) -> int:
     if isinstance(exc, e.InvalidInstance):
         return CANNOT_UNDERSTAND
     return PROCESSING_FAILURE
+
+
+# C-FIND (PS3.4 C.4.1.1.4)
+FIND_PENDING = 0xFF00
+FIND_CANCELLED = 0xFE00
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+UNABLE_TO_PROCESS = 0xC001
+
+
+def find_status(exc: BaseException) -> int:
+    """C-FIND failure status for an error raised by the query core."""
+    if isinstance(exc, e.InvalidQuery):
+        return IDENTIFIER_DOES_NOT_MATCH
+    if isinstance(exc, e.ArchiveUnavailable):
+        return OUT_OF_RESOURCES
+    return UNABLE_TO_PROCESS

@@ -1,0 +1,52 @@
+"""Facet counts for a cohort-builder page: per value of one field, how many studies and cases
+match the other filters (the same filters, parser and visibility as QIDO-RS and cohorts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from archive.commons.fields import SCOPES, field_for
+from archive.commons.selection import study_select
+from archive.core import Caller, Extensions
+from archive.errors import InvalidQuery
+from archive.index.tables import study
+
+DICOM_FACETS = ("ModalitiesInStudy",)
+MAX_VALUES = 1000
+
+
+async def facet(conn: AsyncConnection, extensions: Extensions, caller: Caller, name: str,
+                pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    matching = study_select(pairs, extensions, caller).subquery()
+    if name == "ModalitiesInStudy":
+        value = func.unnest(study.c.modalities).label("value")
+        stmt = (select(value, func.count(study.c.pk.distinct()).label("studies"),
+                       func.count(study.c.patient_pk.distinct()).label("cases"))
+                .where(study.c.pk.in_(select(matching.c.pk))).group_by("value"))
+    else:
+        f = field_for(name)
+        if f is None:
+            raise InvalidQuery(f"unknown facet field {name!r}: a commons.* key or "
+                               f"{', '.join(DICOM_FACETS)}")
+        scope = SCOPES[f.scope]
+        value = f.column.label("value")
+        where = [scope.study_pk.in_(select(matching.c.pk))]
+        if f.extra is not None:
+            where.append(f.extra)
+        source = scope.source
+        cases = study.c.patient_pk if f.scope == "study" else scope.case_id
+        if cases is None:  # loinc scope: count cases through the study
+            source = scope.source.join(study, study.c.pk == scope.study_pk)
+            cases = study.c.patient_pk
+        stmt = (select(value, func.count(scope.study_pk.distinct()).label("studies"),
+                       func.count(cases.distinct()).label("cases"))
+                .select_from(source).where(*where).group_by(value))
+    rows = (await conn.execute(
+        stmt.order_by(func.count().desc(), value).limit(MAX_VALUES))).all()
+    total = (await conn.execute(select(func.count()).select_from(matching))).scalar_one()
+    return {"field": name, "studies": total,
+            "values": [{"value": r.value, "studies": r.studies, "cases": r.cases}
+                       for r in rows]}

@@ -1,0 +1,217 @@
+"""LOINC harmonization of study descriptions, kept beside the study (never in the DICOM).
+
+Every study has a study_harmonization row holding its key (normalized modality group and
+normalized StudyDescription) and, when an *approved* mapping exists for that key, its LOINC
+code and the mapping version that set it. The key is computed at ingest (index hook); when a
+curator changes a mapping, every study with that key is updated in the same transaction, so
+the index never disagrees with the mapping table. Each mapping change gets a new version from
+mapping_history, and the highest version is "the mapping version" cohorts record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from archive.commons.normalize import key
+from archive.commons.playbook import Playbook
+from archive.core import Caller
+from archive.errors import InvalidRequest, NotFound
+from archive.index.visibility import visible_sql
+
+STATUSES = ("proposed", "approved", "rejected")
+
+_CURRENT = text(
+    "SELECT s.modalities, s.study_description, h.modality_norm, h.description_norm "
+    "FROM study s LEFT JOIN study_harmonization h ON h.study_pk = s.pk WHERE s.pk = :pk"
+)
+_APPLY_ONE = text(
+    """
+    INSERT INTO study_harmonization (study_pk, modality_norm, description_norm, raw_description,
+                                     loinc_code, mapping_version)
+    SELECT :pk, :m, :d, :raw, dm.loinc_code, dm.version
+    FROM (SELECT 1) AS one
+    LEFT JOIN description_mapping dm
+           ON dm.modality_norm = :m AND dm.description_norm = :d AND dm.status = 'approved'
+    ON CONFLICT (study_pk) DO UPDATE SET
+        modality_norm = EXCLUDED.modality_norm, description_norm = EXCLUDED.description_norm,
+        raw_description = EXCLUDED.raw_description, loinc_code = EXCLUDED.loinc_code,
+        mapping_version = EXCLUDED.mapping_version, applied_at = now()
+    """
+)
+_REAPPLY_KEY = text(
+    """
+    UPDATE study_harmonization SET
+        loinc_code = CASE WHEN CAST(:status AS text) = 'approved' THEN CAST(:code AS text) END,
+        mapping_version = CASE WHEN CAST(:status AS text) = 'approved'
+                               THEN CAST(:version AS bigint) END,
+        applied_at = now()
+    WHERE modality_norm = :m AND description_norm = :d
+    """
+)
+
+
+async def harmonize_study(conn: AsyncConnection, facts: Any, study_pk: int) -> None:
+    """Index hook: (re)compute the study's key and code when its modalities or text changed."""
+    row = (await conn.execute(_CURRENT, {"pk": study_pk})).one()
+    m, d = key(row.modalities, row.study_description)
+    if (m, d) == (row.modality_norm, row.description_norm):
+        return
+    await conn.execute(_APPLY_ONE, {"pk": study_pk, "m": m, "d": d,
+                                    "raw": row.study_description})
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    return int((await conn.execute(
+        text("SELECT COALESCE(max(version), 0) FROM mapping_history"))).scalar_one())
+
+
+async def set_mapping(conn: AsyncConnection, modality: str, description: str,
+                      loinc_code: str | None, status: str, curator: str | None,
+                      replace: bool = False) -> dict[str, Any]:
+    """Create or change the mapping of one key and re-apply it to every study with that key."""
+    if status not in STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    if not (modality or "").strip():
+        raise InvalidRequest("modality is required (e.g. CT, or CR,DX)")
+    m, d = key(modality, description)
+    code = (loinc_code or "").strip() or None
+    if status != "rejected":
+        if code is None:
+            raise InvalidRequest("loinc_code is required unless the status is rejected")
+        known = (await conn.execute(text("SELECT 1 FROM loinc_term WHERE code = :c"),
+                                    {"c": code})).first()
+        if not known:
+            raise InvalidRequest(f"LOINC code {code!r} is not in the term table "
+                                 "(load it with `archive loinc load`)")
+    existing = (await conn.execute(text(
+        "SELECT loinc_code, status FROM description_mapping WHERE modality_norm = :m "
+        "AND description_norm = :d FOR UPDATE"), {"m": m, "d": d})).first()
+    if (existing is not None and existing.status == "approved" and code is not None
+            and existing.loinc_code != code and not replace):
+        raise InvalidRequest(
+            f"{m} {d!r} is already mapped to {existing.loinc_code}; a description maps to one "
+            "code only - set replace=true to change it")
+    version = (await conn.execute(text(
+        "INSERT INTO mapping_history (modality_norm, description_norm, loinc_code, status, "
+        "curator) VALUES (:m, :d, :c, :s, :u) RETURNING version"),
+        {"m": m, "d": d, "c": code, "s": status, "u": curator})).scalar_one()
+    await conn.execute(text(
+        """
+        INSERT INTO description_mapping (modality_norm, description_norm, raw_example,
+                                         loinc_code, status, version, curator)
+        VALUES (:m, :d, :raw, :c, :s, :v, :u)
+        ON CONFLICT (modality_norm, description_norm) DO UPDATE SET
+            loinc_code = EXCLUDED.loinc_code, status = EXCLUDED.status,
+            version = EXCLUDED.version, curator = EXCLUDED.curator, updated_at = now()
+        """), {"m": m, "d": d, "raw": description, "c": code, "s": status, "v": version,
+               "u": curator})
+    updated = (await conn.execute(_REAPPLY_KEY, {"status": status, "code": code,
+                                                 "version": version, "m": m, "d": d})).rowcount
+    return {"modality": m, "description": d, "loinc_code": code, "status": status,
+            "version": version, "studies_updated": updated}
+
+
+async def reapply_all(conn: AsyncConnection) -> int:
+    """Recompute every study's key and code (after a term load or for studies indexed before
+    the commons extension was active). Returns the number of studies whose row changed."""
+    rows = (await conn.execute(text(
+        "SELECT s.pk, s.modalities, s.study_description, h.modality_norm, h.description_norm, "
+        "h.loinc_code, h.mapping_version FROM study s "
+        "LEFT JOIN study_harmonization h ON h.study_pk = s.pk"))).all()
+    mappings = {(r.modality_norm, r.description_norm): (r.loinc_code, r.version)
+                for r in (await conn.execute(text(
+                    "SELECT modality_norm, description_norm, loinc_code, version "
+                    "FROM description_mapping WHERE status = 'approved'"))).all()}
+    changed = []
+    for r in rows:
+        k = key(r.modalities, r.study_description)
+        code, version = mappings.get(k, (None, None))
+        if (k, code, version) != ((r.modality_norm, r.description_norm), r.loinc_code,
+                                  r.mapping_version):
+            changed.append({"pk": r.pk, "m": k[0], "d": k[1], "raw": r.study_description})
+    if changed:
+        await conn.execute(_APPLY_ONE, changed)
+    return len(changed)
+
+
+async def load_playbook(conn: AsyncConnection, book: Playbook, curator: str) -> dict[str, Any]:
+    """Upsert the terms, add seed mappings for keys nobody has mapped yet, re-apply."""
+    await conn.execute(text(
+        """
+        INSERT INTO loinc_term (code, long_common_name, modality, body_system, method, contrast,
+                                source)
+        VALUES (:code, :long_common_name, :modality, :body_system, :method, :contrast, :source)
+        ON CONFLICT (code) DO UPDATE SET long_common_name = EXCLUDED.long_common_name,
+            modality = EXCLUDED.modality, body_system = EXCLUDED.body_system,
+            method = EXCLUDED.method, contrast = EXCLUDED.contrast, source = EXCLUDED.source,
+            loaded_at = now()
+        """), [t.row() for t in book.terms])
+    version = (await conn.execute(text(
+        "INSERT INTO mapping_history (modality_norm, description_norm, loinc_code, status, "
+        "curator) VALUES ('*', '*', NULL, 'approved', :u) RETURNING version"),
+        {"u": curator})).scalar_one()
+    added = 0
+    for m in book.mappings:
+        added += (await conn.execute(text(
+            """
+            INSERT INTO description_mapping (modality_norm, description_norm, raw_example,
+                                             loinc_code, status, version, curator)
+            VALUES (:modality_norm, :description_norm, :raw_example, :loinc_code, 'approved',
+                    :v, :u)
+            ON CONFLICT (modality_norm, description_norm) DO NOTHING
+            """), m.row() | {"v": version, "u": curator})).rowcount
+    studies = await reapply_all(conn)
+    return {"terms": len(book.terms), "mappings_added": added, "conflicts": book.conflicts,
+            "studies_updated": studies, "version": version}
+
+
+async def list_mappings(conn: AsyncConnection, status: str | None) -> list[dict[str, Any]]:
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
+    rows = (await conn.execute(text(
+        "SELECT dm.modality_norm, dm.description_norm, dm.raw_example, dm.loinc_code, "
+        "t.long_common_name, dm.status, dm.version, dm.curator, dm.updated_at "
+        "FROM description_mapping dm LEFT JOIN loinc_term t ON t.code = dm.loinc_code "
+        "WHERE (CAST(:s AS text) IS NULL OR dm.status = :s) "
+        "ORDER BY dm.modality_norm, dm.description_norm"), {"s": status})).mappings().all()
+    return [dict(r) | {"updated_at": r["updated_at"].isoformat()} for r in rows]
+
+
+async def list_descriptions(conn: AsyncConnection, caller: Caller,
+                            status: str) -> list[dict[str, Any]]:
+    """Raw descriptions per key with study counts, most frequent first (curators' worklist)."""
+    where = {"unmapped": "h.loinc_code IS NULL", "mapped": "h.loinc_code IS NOT NULL",
+             "all": "TRUE"}.get(status)
+    if where is None:
+        raise InvalidRequest("status must be unmapped, mapped or all")
+    rows = (await conn.execute(text(
+        f"""
+        SELECT h.modality_norm AS modality, h.description_norm AS description,
+               min(h.raw_description) AS example, count(*) AS studies,
+               h.loinc_code, dm.status AS mapping_status, dm.loinc_code AS proposed_code
+        FROM study_harmonization h JOIN study ON study.pk = h.study_pk
+        LEFT JOIN description_mapping dm ON dm.modality_norm = h.modality_norm
+             AND dm.description_norm = h.description_norm
+        WHERE {where} AND {visible_sql(caller)}
+        GROUP BY h.modality_norm, h.description_norm, h.loinc_code, dm.status, dm.loinc_code
+        ORDER BY count(*) DESC, h.modality_norm, h.description_norm
+        """))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def terms(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = (await conn.execute(text(
+        "SELECT code, long_common_name, modality, body_system, method, contrast FROM loinc_term "
+        "ORDER BY code"))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def term(conn: AsyncConnection, code: str) -> dict[str, Any]:
+    row = (await conn.execute(text("SELECT * FROM loinc_term WHERE code = :c"),
+                              {"c": code})).mappings().first()
+    if row is None:
+        raise NotFound(f"no LOINC term {code}")
+    return dict(row)

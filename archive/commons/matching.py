@@ -1,0 +1,99 @@
+"""Matching rules for commons query values, as close to QIDO's as the data allow.
+
+- a comma separates alternatives (any may match);
+- `*` and `?` are wildcards in text values; text matching ignores case (the clinical vocabularies
+  are enumerations such as Yes/No that clients spell either way);
+- numbers match exactly or by range `a..b` (either end may be left open; `-3..3` works for
+  signed day offsets); for quantities that cannot be negative (ages) `a-b` is accepted too;
+- an empty value matches everything (universal matching, PS3.4 C.2.2.2.3).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, func, or_, true
+
+from archive.errors import InvalidQuery
+
+_INT = r"[+-]?[0-9]{1,9}"
+_RANGE = re.compile(rf"^({_INT})?\.\.({_INT})?$")
+_DASH_RANGE = re.compile(r"^([0-9]{1,9})?-([0-9]{1,9})?$")
+TRUE_WORDS = {"yes", "true", "1", "y"}
+FALSE_WORDS = {"no", "false", "0", "n"}
+
+
+def alternatives(raw: str) -> list[str]:
+    return [v.strip() for v in raw.split(",") if v.strip()]
+
+
+def like_pattern(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def text_match(key: str, column: Any, raw: str) -> ColumnElement[bool]:
+    values = alternatives(raw)
+    if not values:
+        return true()
+    clauses = []
+    for v in values:
+        if len(v) > 256:
+            raise InvalidQuery(f"{key}: value longer than 256 characters")
+        if "*" in v or "?" in v:
+            clauses.append(func.lower(column).like(like_pattern(v.lower()), escape="\\"))
+        else:
+            clauses.append(func.lower(column) == v.lower())
+    return or_(false(), *clauses)
+
+
+def parse_int(key: str, text: str) -> int:
+    if not re.fullmatch(_INT, text):
+        raise InvalidQuery(f"{key}: {text!r} is not an integer")
+    return int(text)
+
+
+def number_match(key: str, column: Any, raw: str, signed: bool = True) -> ColumnElement[bool]:
+    values = alternatives(raw)
+    if not values:
+        return true()
+    clauses = []
+    for v in values:
+        m = _RANGE.match(v) or (None if signed else _DASH_RANGE.match(v))
+        if m and (m.group(1) or m.group(2)):
+            low, high = m.group(1), m.group(2)
+            parts = []
+            if low is not None:
+                parts.append(column >= int(low))
+            if high is not None:
+                parts.append(column <= int(high))
+            if low is not None and high is not None and int(low) > int(high):
+                raise InvalidQuery(f"{key}: range {v!r} is empty (lower end above upper end)")
+            clauses.append(and_(*parts))
+        elif m:
+            raise InvalidQuery(f"{key}: {v!r} is a range without ends")
+        else:
+            try:
+                clauses.append(column == parse_int(key, v))
+            except InvalidQuery:
+                form = "a..b" if signed else "a..b or a-b"
+                raise InvalidQuery(
+                    f"{key}: {v!r} is not an integer or a range ({form})") from None
+    return or_(false(), *clauses)
+
+
+def parse_bool(key: str, raw: str) -> bool | None:
+    v = raw.strip().lower()
+    if not v:
+        return None
+    if v in TRUE_WORDS:
+        return True
+    if v in FALSE_WORDS:
+        return False
+    raise InvalidQuery(f"{key}: {raw!r} is not yes or no")
+
+
+def bool_match(key: str, column: Any, raw: str) -> ColumnElement[bool]:
+    value = parse_bool(key, raw)
+    return true() if value is None else column.is_(value)

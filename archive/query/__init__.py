@@ -1,0 +1,79 @@
+"""The query core: one implementation of matching and results for QIDO-RS, C-FIND and cohorts.
+
+    spec = parse_query(pairs, Level.STUDY, core.extensions, max_limit=..., root=...)
+    async with aclosing(search(core, spec, caller)) as results:
+        async for dataset in results: ...
+
+Every query applies `visible_to(caller)` to the study table and ANDs the extension filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from archive.core import Caller, Core
+from archive.errors import ArchiveUnavailable, InvalidQuery
+from archive.query import results, sql
+from archive.query.parse import parse_query
+from archive.query.spec import Level, QuerySpec
+from archive.query.sql import study_pk_select
+
+__all__ = ["Level", "QuerySpec", "more_results", "parse_query", "search", "search_all",
+           "study_pk_select"]
+
+BATCH = 200
+
+
+async def search(
+    core: Core, spec: QuerySpec, caller: Caller
+) -> AsyncGenerator[dict[str, Any], None]:
+    """DICOM JSON data sets of the matches, streamed from one snapshot in batches."""
+    stmt = sql.page(spec, caller, results.columns(spec, caller))
+    try:
+        async with core.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                stream = await conn.stream(stmt)
+                async for rows in stream.partitions(BATCH):
+                    datasets = [results.build(spec, row) for row in rows]
+                    await _merge_extensions(core, conn, spec, rows, datasets)
+                    for dataset in datasets:
+                        yield dataset
+    except (OperationalError, InterfaceError, OSError) as exc:
+        raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
+    except DBAPIError as exc:
+        if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
+            raise InvalidQuery(f"the query cannot be evaluated: {exc.orig}") from exc
+        raise
+
+
+async def search_all(core: Core, spec: QuerySpec, caller: Caller) -> list[dict[str, Any]]:
+    return [d async for d in search(core, spec, caller)]
+
+
+async def more_results(core: Core, spec: QuerySpec, caller: Caller) -> bool:
+    """True when the limit was capped and matches lie beyond the page (Warning header)."""
+    if not spec.capped or spec.limit is None:
+        return False
+    async with core.engine.connect() as conn:
+        return (await conn.execute(sql.more_after(spec, caller))).first() is not None
+
+
+async def _merge_extensions(
+    core: Core, conn: AsyncConnection, spec: QuerySpec, rows: Any, datasets: list[dict[str, Any]]
+) -> None:
+    """includefield=<prefix>.<name>: ask the registered provider for this batch's studies."""
+    if not spec.extension_includes or spec.level == Level.PATIENT or not rows:
+        return
+    study_pks = sorted({row.s_pk for row in rows})
+    for prefix, provider in core.extensions.result_attributes.items():
+        keys = frozenset(k for k in spec.extension_includes if k.startswith(prefix))
+        if not keys:
+            continue
+        extra = await provider(conn, study_pks, keys)
+        for row, dataset in zip(rows, datasets, strict=True):
+            dataset.update(extra.get(row.s_pk, {}))

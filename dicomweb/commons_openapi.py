@@ -1,0 +1,129 @@
+"""OpenAPI 3.1 description of the /commons endpoints, served at GET /commons/openapi.json.
+
+The list of `commons.` QIDO-RS keys is generated from archive.commons.fields, so the document
+cannot drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archive.commons.attributes import CODED_ITEM_TAG, CREATOR, CREATOR_TAG
+from archive.commons.clinical import CASE_COLUMNS, KINDS
+from archive.commons.fields import FIELDS
+
+
+def _ok(description: str, *types: str) -> dict[str, Any]:
+    return {"200": {"description": description,
+                    "content": {t: {} for t in (types or ("application/json",))}}}
+
+
+ERRORS = {"400": {"description": "invalid request; JSON {error, status[, errors: "
+                                 "[{line, column, reason}]]}"},
+          "404": {"description": "not found (or not visible to the caller)"}}
+
+
+def _param(name: str, description: str, required: bool = False,
+           where: str = "query") -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required, "description": description,
+            "schema": {"type": "string"}}
+
+
+def _keys() -> list[dict[str, Any]]:
+    return [{"key": f.key, "type": f.kind, "description": f.doc,
+             "private_tag": f.tag, "vr": f.vr if f.tag else None}
+            for f in FIELDS.values()] + [
+        {"key": "commons.observation.<name>", "type": "text",
+         "description": "answer of the case's observation <name> (match only)"}]
+
+
+def _op(summary: str, responses: dict[str, Any], params: list[dict[str, Any]] | None = None,
+        body: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses | ERRORS}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = body
+    return op
+
+
+FILTERS = ("Any QIDO-RS matching key (DICOM keyword or tag, any level) and any commons.* key; "
+           "same matching rules as QIDO-RS.")
+COHORT = _param("cohort", "cohort id (UUID)", True, "path")
+
+
+def document(server: str) -> dict[str, Any]:
+    case_schema = {"type": "object", "required": ["case_id"],
+                   "properties": {c: {"type": "string"} for c in CASE_COLUMNS}
+                   | {k: {"type": "array", "items": {"type": "object", "properties": {
+                       c: {"type": "string"} for c in kind.columns}}}
+                      for k, kind in KINDS.items()}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Imaging Commons Archive - commons API", "version": "1",
+                 "description": "Clinical data, LOINC-harmonized study descriptions, sites, "
+                 "datasets and cohorts. QIDO-RS on /dicom-web (and on every cohort root) "
+                 "accepts the commons.* keys listed in x-commons-query-keys; includefield="
+                 f"commons.<key> returns values in the private block '{CREATOR}' "
+                 f"({CREATOR_TAG[:4]},{CREATOR_TAG[4:]}) and the code as a coded item in "
+                 f"({CODED_ITEM_TAG[:4]},{CODED_ITEM_TAG[4:]}) and ProcedureCodeSequence."},
+        "servers": [{"url": server}],
+        "x-commons-query-keys": _keys(),
+        "paths": {
+            "/commons/cases": {"post": _op(
+                "Import clinical data (all-or-nothing; re-import upserts)", _ok("counts"),
+                [_param("table", "CSV/TSV only: cases | " + " | ".join(KINDS))],
+                {"content": {"application/json": {"schema": {
+                    "type": "array", "items": case_schema}},
+                    "text/csv": {}, "text/tab-separated-values": {}}})},
+            "/commons/cases/{case}": {"get": _op(
+                "A case's clinical data and linked studies", _ok("case"),
+                [_param("case", "case id (de-identified PatientID)", True, "path")])},
+            "/commons/descriptions": {"get": _op(
+                "Raw study descriptions per (modality, description) key with study counts",
+                _ok("descriptions"), [_param("status", "unmapped (default) | mapped | all")])},
+            "/commons/mappings": {
+                "get": _op("Description mappings", _ok("mappings"),
+                           [_param("status", "proposed | approved | rejected")]),
+                "post": _op("Set mappings (re-applied to existing studies)", _ok("results"),
+                            body={"content": {"application/json": {"schema": {
+                                "type": "object", "properties": {
+                                    "modality": {"type": "string"},
+                                    "description": {"type": "string"},
+                                    "loinc_code": {"type": "string"},
+                                    "status": {"enum": ["proposed", "approved", "rejected"]},
+                                    "replace": {"type": "boolean"}}}}}})},
+            "/commons/loinc": {"get": _op("LOINC Playbook terms", _ok("terms"))},
+            "/commons/sites": {"get": _op("Sites with counts", _ok("sites"))},
+            "/commons/datasets": {"get": _op("Datasets (batches) with counts", _ok("datasets"))},
+            "/commons/facets": {"get": _op(
+                "Counts per value of a field under filters", _ok("facets"),
+                [_param("field", "a commons.* key or ModalitiesInStudy (repeatable)", True),
+                 _param("<filter>", FILTERS)])},
+            "/commons/cohorts": {
+                "get": _op("Cohorts", _ok("cohorts")),
+                "post": _op("Freeze a cohort from filters", {"201": {"description": "cohort"}},
+                            body={"content": {"application/json": {"schema": {
+                                "type": "object", "properties": {
+                                    "name": {"type": "string"},
+                                    "filters": {"type": "object", "description": FILTERS},
+                                    "query": {"type": "string",
+                                              "description": "filters as a query string"}}}}}})},
+            "/commons/cohorts/{cohort}": {"get": _op("A cohort", _ok("cohort"), [COHORT])},
+            "/commons/cohorts/{cohort}/manifest": {"get": _op(
+                "Series manifest with WADO-RS URLs (JSON adds instances and the clinical table)",
+                _ok("manifest", "application/json", "text/csv"),
+                [COHORT, _param("format", "csv | json (else Accept)")])},
+            "/commons/cohorts/{cohort}/clinical": {"get": _op(
+                "The cohort's studies joined with clinical data",
+                _ok("table", "application/json", "text/csv"),
+                [COHORT, _param("format", "csv | json (else Accept)")])},
+            "/commons/cohorts/{cohort}/files/{sop}": {"get": _op(
+                "A member instance exactly as stored (supports Range)",
+                _ok("Part-10 file", "application/dicom"),
+                [COHORT, _param("sop", "SOP Instance UID", True, "path")])},
+            "/commons/cohorts/{cohort}/dicom-web/studies": {"get": _op(
+                "DICOMweb service root (QIDO-RS, WADO-RS) limited to the cohort",
+                _ok("as DICOMweb", "application/dicom+json"), [COHORT])},
+        },
+    }

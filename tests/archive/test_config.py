@@ -1,0 +1,64 @@
+"""Settings: flags over environment over TOML over defaults; every setting documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from archive import config
+from archive.cli import parser, settings_from
+from archive.errors import ConfigError
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    s = config.load({}, environ={})
+    assert (s.host, s.http_port, s.dimse_port, s.ae_title) == ("127.0.0.1", 8080, 11112, "ARCHIVE")
+    assert s.data_dir == Path("./archive-data") and s.database_url is None
+
+
+def test_flag_beats_environment_beats_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "a.toml"
+    toml.write_text('http_port = 9000\nae_title = "FROMTOML"\ndimse_port = 9001\n'
+                    'peers = ["PACS=10.0.0.1:104@SITE-A"]\n')
+    monkeypatch.setenv("ARCHIVE_HTTP_PORT", "9100")
+    monkeypatch.setenv("ARCHIVE_AE_TITLE", "FROMENV")
+    args = parser().parse_args(["serve", "--config", str(toml), "--ae-title", "FROMFLAG",
+                                "--peer", "MOD=127.0.0.1:4242"])
+    s = settings_from(args)
+    assert (s.http_port, s.ae_title, s.dimse_port) == (9100, "FROMFLAG", 9001)
+    assert s.peers == (config.Peer("MOD", "127.0.0.1", 4242),)
+
+
+def test_peers_from_environment_list() -> None:
+    s = config.load({}, environ={"ARCHIVE_PEERS": "A=h1:104,B=h2:11112@SITE-B"})
+    assert s.peer("B") == config.Peer("B", "h2", 11112, "SITE-B")
+
+
+@pytest.mark.parametrize(("env", "value"), [("ARCHIVE_HTTP_PORT", "99999"),
+                                           ("ARCHIVE_PEERS", "nonsense"),
+                                           ("ARCHIVE_DUPLICATE_POLICY", "overwrite"),
+                                           ("ARCHIVE_RESTRICT_PEERS", "perhaps")])
+def test_bad_settings_are_rejected_with_a_reason(env: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.load({}, environ={env: value})
+    assert err.value.reason
+
+
+def test_unknown_toml_key_is_an_error(tmp_path: Path) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text("htp_port = 1\n")
+    with pytest.raises(ConfigError, match="htp_port"):
+        config.load({}, environ={}, toml_path=toml)
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name in config.PARSERS:
+        assert config.env_name(name) in readme, f"{config.env_name(name)} missing from README"
+    flags = set(re.findall(r"--[a-z][a-z-]+", " ".join(
+        a for action in parser()._subparsers._group_actions[0].choices["serve"]._actions  # type: ignore[union-attr]
+        for a in action.option_strings)))
+    for flag in flags - {"--help"}:
+        assert flag in readme, f"{flag} missing from README"
