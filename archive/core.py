@@ -14,8 +14,8 @@ from archive.config import Settings
 from storage.filesystem import FileBlobStore
 
 if TYPE_CHECKING:
-    from archive.instance import InstanceFacts
     from archive.index.writes import Attribution
+    from archive.instance import InstanceFacts
 
 
 @dataclass(frozen=True, slots=True)

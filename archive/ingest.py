@@ -3,6 +3,9 @@
 Order: parse and validate the spooled file → commit the blob (fsync + rename) → index it in one
 transaction → only then report success. A crash after the rename leaves an orphan blob, which
 `sweep_orphans` removes at the next start; there is never an index row without its file.
+The blob commit and the index transaction are shared with concurrent ingests (group commit,
+`archive.group_commit`): one disk flush and one COMMIT per batch, each ingest answered only
+after its batch is durable.
 """
 
 from __future__ import annotations
@@ -11,15 +14,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
+from archive import group_commit
 from archive.core import Caller, Core
-from archive.errors import ArchiveError, ArchiveUnavailable, StorageFull, StudyMismatch
-from archive.index.writes import Attribution, upsert_instance
+from archive.errors import ArchiveError, StudyMismatch
+from archive.index.writes import Attribution
 from archive.instance import InstanceFacts, read_instance
 from storage.base import Spooled
-from storage.filesystem import NoSpace
 
 log = logging.getLogger("archive.ingest")
 
@@ -59,7 +59,6 @@ async def _ingest(
     core: Core, spooled: Spooled, caller: Caller, expected_study: str | None
 ) -> Stored:
     blobs = core.blobs
-    key: str | None = None
     facts: InstanceFacts | None = None
     try:
         facts = await core.run_blocking(read_instance, spooled.path, spooled.size)
@@ -67,23 +66,19 @@ async def _ingest(
             raise StudyMismatch(
                 f"StudyInstanceUID {facts.study_uid} differs from the request's {expected_study}"
             )
-        if await _is_identical(core, facts.sop_uid, spooled.sha256):
-            return _stored(facts, "duplicate")
-        try:
-            key = await core.run_blocking(blobs.commit, spooled)
-        except NoSpace as exc:
-            raise StorageFull(f"storage is full: {exc}") from exc
-        indexed = await _index(core, facts, key, spooled, caller)
+        # blob durability + index, batched with concurrent ingests (see archive.group_commit)
+        indexed, key = await group_commit.committer(core).submit(
+            facts, spooled, attribution_for(core, facts, caller)
+        )
     except BaseException as exc:
-        if key is not None:
-            blobs.delete(key)
         if isinstance(exc, ArchiveError) and facts is not None:
             exc.sop_uid, exc.sop_class_uid = facts.sop_uid, facts.sop_class_uid
         raise
     finally:
         blobs.discard(spooled)
     if indexed.outcome in ("duplicate", "kept"):
-        blobs.delete(key)
+        if key is not None:
+            blobs.delete(key)
     elif indexed.replaced_blob_key:
         blobs.delete(indexed.replaced_blob_key)
     log.info(
@@ -108,33 +103,3 @@ def attribution_for(core: Core, facts: InstanceFacts, caller: Caller) -> Attribu
     for enrich in core.extensions.enrichers:
         attribution = enrich(facts, caller, attribution)
     return attribution
-
-
-async def _index(core: Core, facts: InstanceFacts, key: str, spooled: Spooled, caller: Caller):  # type: ignore[no-untyped-def]
-    blob = {"blob_key": key, "size_bytes": spooled.size, "sha256": spooled.sha256}
-    attribution = attribution_for(core, facts, caller)
-    try:
-        async with core.engine.begin() as conn:
-            indexed = await upsert_instance(
-                conn, facts, blob, attribution, core.settings.duplicate_policy
-            )
-            for hook in core.extensions.index_hooks:
-                await hook(conn, facts, indexed.study_pk)
-            return indexed
-    except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
-        raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
-    except DBAPIError as exc:
-        if "deadlock" in str(exc).lower() or "serializ" in str(exc).lower():
-            raise ArchiveUnavailable(f"index busy, retry: {exc.orig}") from exc
-        raise
-
-
-async def _is_identical(core: Core, sop_uid: str, sha256: str) -> bool:
-    """Cheap pre-check so an identical re-send writes no blob at all."""
-    async with core.engine.connect() as conn:
-        found = (
-            await conn.execute(
-                text("SELECT sha256 FROM instance WHERE sop_uid = :s"), {"s": sop_uid}
-            )
-        ).scalar()
-    return found == sha256

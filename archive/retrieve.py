@@ -121,20 +121,11 @@ class Version:
     etag: str
 
 
-async def version(core: Core, caller: Caller, scope: Scope, variant: str) -> Version:
-    """Validator of a resource's current state; `variant` distinguishes representations.
+_VERSION_COLUMNS = """count(*) AS n, max(greatest(i.updated_at, st.updated_at)) AS changed,
+                      max(i.pk) AS top, sum(i.pk) AS total"""
 
-    The ETag changes when an instance is added, replaced or deleted (count, newest update,
-    largest pk); it also covers the URL base (BulkDataURIs are absolute) via `variant`.
-    """
-    where, args = scope.where()
-    sql = text(
-        f"""SELECT count(*) AS n, max(greatest(i.updated_at, st.updated_at)) AS changed,
-                   max(i.pk) AS top, sum(i.pk) AS total
-            {FROM_VISIBLE} WHERE {where} AND {visible_sql(caller, "st")}"""
-    )
-    async with core.engine.connect() as conn:
-        row = (await conn.execute(sql, args)).one()
+
+def _version_of(row: Any, scope: Scope, variant: str) -> Version:
     if not row.n:
         raise NotFound(f"{scope.describe()} not found")
     seed = f"{variant}|{row.n}|{row.changed.isoformat()}|{row.top}|{row.total}"
@@ -142,28 +133,57 @@ async def version(core: Core, caller: Caller, scope: Scope, variant: str) -> Ver
     return Version(row.n, row.changed, etag)
 
 
-def metadata_sql(caller: Caller, scope: Scope) -> tuple[str, dict[str, Any]]:
-    """One DICOM JSON object per instance, built as text by PostgreSQL.
+async def version(core: Core, caller: Caller, scope: Scope, variant: str) -> Version:
+    """Validator of a resource's current state; `variant` distinguishes representations.
 
-    Pixel Data is added as a `bulk:` marker from `instance.pixels`; then every `bulk:` marker
-    becomes an absolute BulkDataURI under the instance URL by one text replacement (the jsonb
-    text form is canonical, so the pattern cannot occur inside an escaped string value).
-    Python only forwards the bytes. Parameter `:base` is the JSON-escaped service root; column
-    `o` is the retrieve order.
+    The ETag changes when an instance is added, replaced or deleted (count, newest update,
+    largest pk); it also covers the URL base (BulkDataURIs are absolute) via `variant`.
+    """
+    where, args = scope.where()
+    sql = text(f"""SELECT {_VERSION_COLUMNS} {FROM_VISIBLE}
+                   WHERE {where} AND {visible_sql(caller, "st")}""")
+    async with core.engine.connect() as conn:
+        row = (await conn.execute(sql, args)).one()
+    return _version_of(row, scope, variant)
+
+
+async def metadata_with_version(
+    core: Core, caller: Caller, scope: Scope, variant: str, base: str
+) -> tuple[Version, str]:
+    """Validators and the JSON array in one round trip (for bounded scopes: series/instance)."""
+    sql, args = metadata_sql(caller, scope, _VERSION_COLUMNS + ",")
+    async with core.engine.connect() as conn:
+        row = (await conn.execute(text(sql), args | {"base": base})).one()
+    return _version_of(row, scope, variant), row.body or "[]"
+
+
+def metadata_sql(caller: Caller, scope: Scope, columns: str = "") -> tuple[str, dict[str, Any]]:
+    """`[` + the instances' DICOM JSON + `]` as one text value, built by PostgreSQL.
+
+    `instance.metadata` is precomputed at ingest by a trigger (migration 0003: the header as
+    JSON text with Pixel Data as a `bulk:` marker); each `bulk:` marker becomes an absolute
+    BulkDataURI under the instance URL by one text replacement (the jsonb text form is
+    canonical, so the pattern cannot occur inside an escaped string value). Python only
+    forwards the bytes. Parameter `:base` is the JSON-escaped service root.
     """
     where, args = scope.where()
     sql = f"""
-        SELECT replace(
-                 (CASE WHEN i.pixels IS NULL THEN i.header
-                       ELSE i.header || jsonb_build_object(i.pixels->>'tag', jsonb_build_object(
-                            'vr', i.pixels->>'vr', 'BulkDataURI', 'bulk:' || (i.pixels->>'tag')))
-                  END)::text,
-                 '"BulkDataURI": "bulk:',
-                 '"BulkDataURI": "' || :base || '/studies/' || st.study_uid || '/series/'
-                   || se.series_uid || '/instances/' || i.sop_uid || '/bulkdata/') AS doc,
-               row_number() OVER (ORDER BY {_ORDER}) AS o
+        SELECT {columns} '[' || string_agg({_DOC}, ',' ORDER BY {_ORDER}) || ']' AS body
         {FROM_VISIBLE} WHERE {where} AND {visible_sql(caller, "st")}"""
     return sql, args
+
+
+def metadata_rows_sql(caller: Caller, scope: Scope) -> tuple[str, dict[str, Any]]:
+    """The same documents one row per instance, for streaming very large studies."""
+    where, args = scope.where()
+    sql = f"""SELECT {_DOC} AS doc {FROM_VISIBLE}
+              WHERE {where} AND {visible_sql(caller, "st")} ORDER BY {_ORDER}"""
+    return sql, args
+
+
+_DOC = """replace(i.metadata, '"BulkDataURI": "bulk:',
+                  '"BulkDataURI": "' || :base || '/studies/' || st.study_uid || '/series/'
+                  || se.series_uid || '/instances/' || i.sop_uid || '/bulkdata/')"""
 
 
 def json_escape(value: str) -> str:

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from archive import commons
+from archive import commons, group_commit
 from archive.config import Settings
 from archive.core import Core
 from archive.index.engine import create_engine, embedded_postgres, upgrade
@@ -87,6 +87,7 @@ async def _stop(core: Core, runner: web.AppRunner, listener: object) -> None:
         await asyncio.sleep(0.1)
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(core.idle.wait(), 30)
+    await group_commit.close(core)
     listener.abort_all()
     log.info("stopped")
 

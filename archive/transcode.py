@@ -84,6 +84,21 @@ MEDIA_DEFAULT_TS = {
 }
 
 
+# Fastest installed decoder per syntax (CharLS decodes JPEG-LS ~4x faster than libjpeg's).
+PREFERRED_DECODER = {JPEG_LS_LOSSLESS: "pyjpegls", JPEG_LS_NEAR_LOSSLESS: "pyjpegls",
+                     RLE_LOSSLESS: "pylibjpeg"}
+
+
+def decoder_for(ts: str) -> str:
+    """pydicom decoding plugin to use ("" lets pydicom choose among the available ones)."""
+    from pydicom.pixels import get_decoder
+
+    plugin = PREFERRED_DECODER.get(ts, "")
+    if plugin and plugin not in get_decoder(UID(ts)).available_plugins:
+        return ""
+    return plugin
+
+
 def can_convert(source: str, target: str) -> bool:
     if source == target:
         return True
@@ -101,7 +116,7 @@ def transcode_file(loc: Located, target: str) -> bytes:
     ds = dcmread(loc.path)
     source = UID(loc.transfer_syntax)
     if source.is_compressed:
-        ds.decompress()  # → Explicit VR LE, YBR converted to RGB
+        ds.decompress(decoding_plugin=decoder_for(source))  # → Explicit VR LE, YBR → RGB
     elif source == EXPLICIT_VR_BE and "PixelData" in ds:
         ds.PixelData = _little_endian(ds)
     if target in ENCODE_TARGETS:
@@ -145,8 +160,10 @@ def frame_array(loc: Located, number: int) -> np.ndarray[Any, Any]:
     """Decoded pixels of one frame (rows, columns[, samples]); RGB for colour JPEG/YBR."""
     if loc.transfer_syntax not in DECODABLE:
         raise NotAcceptable(f"cannot decode {loc.transfer_syntax}")
+    from pydicom.pixels import pixel_array
+
     ds = frame_dataset(loc, number)
-    return np.asarray(ds.pixel_array)
+    return np.asarray(pixel_array(ds, decoding_plugin=decoder_for(loc.transfer_syntax)))
 
 
 def decoded_frame(loc: Located, number: int) -> bytes:
@@ -165,7 +182,7 @@ def encoded_frame(loc: Located, number: int, target: str) -> bytes:
         raise NotAcceptable(f"cannot produce frames in {target} from {loc.transfer_syntax}")
     ds = frame_dataset(loc, number)
     if UID(loc.transfer_syntax).is_compressed:
-        ds.decompress()
+        ds.decompress(decoding_plugin=decoder_for(loc.transfer_syntax))
     ds.compress(target)
     from pydicom.encaps import generate_fragmented_frames
 

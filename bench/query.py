@@ -12,6 +12,15 @@ names (some with accents), dates over ten years, CT/MR/CR/US/SR series, a small 
 instance. Then the real server (`archive.server.running`) is started on that database and each
 query is sent --repeat times over HTTP (and C-FIND with pynetdicom), with varying values;
 p50/p95 in milliseconds are printed as JSON (and written to --out).
+
+Side by side with Orthanc (same data, stored through STOW-RS into both, same queries, alternating):
+
+    PEERBENCH_ORTHANC_DIR=/tmp/qb-orthanc HTTP_PORT=18142 DICOM_PORT=18143 \
+        ../shared/peerbench/orthanc.sh start --tcp-nodelay
+    python bench/query.py --compare-orthanc http://127.0.0.1:18142/dicom-web \
+        --orthanc-dimse 127.0.0.1:18143:ORTHANC --instances 10000 --database-url ...
+
+Generated instances are tiny (8x8 pixels) so the run measures the index, not the disk.
 """
 
 from __future__ import annotations
@@ -38,8 +47,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from archive.config import Settings  # noqa: E402
-from archive.index.engine import embedded_postgres, sync_url, upgrade  # noqa: E402
+from archive.config import Settings
+from archive.index.engine import embedded_postgres, sync_url, upgrade
 
 SERIES_PER_STUDY = 4
 INSTANCES_PER_SERIES = 25
@@ -92,10 +101,12 @@ def fill_statements(instances: int) -> list[str]:
                    ARRAY['1.2.840.10008.5.1.4.1.1.2'], {SERIES_PER_STUDY}, {per_study},
                    {per_study} * 526000, CASE WHEN st % 100 = 0 THEN 'sequestered' ELSE 'public' END,
                    pa.attrs || jsonb_build_object(
-                     '0020000D', {s.format('UI', 'uid')}, '00080020', {s.format('DA', "to_char(d, 'YYYYMMDD')")},
+                     '0020000D', {s.format('UI', 'uid')},
+                     '00080020', {s.format('DA', "to_char(d, 'YYYYMMDD')")},
                      '00080030', {s.format('TM', "to_char(t, 'HH24MISS')")},
                      '00080050', {s.format('SH', 'acc')}, '00081030', {s.format('LO', 'de')},
-                     '00080080', {s.format('LO', "CASE WHEN st % 3 = 0 THEN 'General Hospital' ELSE 'City Clinic' END")})
+                     '00080080', {s.format('LO', "CASE WHEN st % 3 = 0 THEN 'General Hospital' "
+                                                 "ELSE 'City Clinic' END")})
             FROM (SELECT st, 1 + (st - 1) % {patients} AS pp, '{UID_ROOT}.1.' || st AS uid,
                          date '2015-01-01' + (st * 13 % 3650) AS d,
                          time '07:00' + (st % 600) * interval '1 minute' AS t,
@@ -127,7 +138,8 @@ def fill_statements(instances: int) -> list[str]:
                      '00200032', jsonb_build_object('vr','DS','Value',jsonb_build_array(0, 0, n)),
                      '00180050', {s.format('DS', '1.0')},
                      '00280030', jsonb_build_object('vr','DS','Value',jsonb_build_array(0.5, 0.5)),
-                     '00080008', jsonb_build_object('vr','CS','Value',jsonb_build_array('ORIGINAL','PRIMARY','AXIAL')))
+                     '00080008', jsonb_build_object('vr','CS','Value',
+                                                    jsonb_build_array('ORIGINAL','PRIMARY','AXIAL')))
             FROM (SELECT se, n, (se - 1) * {INSTANCES_PER_SERIES} + n AS i,
                          '{UID_ROOT}.3.' || ((se - 1) * {INSTANCES_PER_SERIES} + n) AS uid
                   FROM generate_series(1, {studies * SERIES_PER_STUDY}) AS se,
@@ -282,23 +294,28 @@ def time_cfind(settings: Settings, instances: int, repeat: int) -> dict[str, Any
     ae = AE(ae_title="BENCH")
     ae.add_requested_context(FIND)
     assoc = ae.associate("127.0.0.1", settings.dimse_port, ae_title=settings.ae_title)
-    samples: dict[str, list[float]] = {"cfind_study_by_patient_id": [], "cfind_study_by_name_prefix": []}
+    samples: dict[str, list[float]] = {"cfind_study_by_patient_id": [],
+                                       "cfind_study_by_name_prefix": []}
+    counts: dict[str, list[int]] = {k: [] for k in samples}
     try:
         for i in range(repeat):
             for name in samples:
                 ds = Dataset()
+                ds.SpecificCharacterSet = "ISO_IR 192"
                 ds.QueryRetrieveLevel = "STUDY"
                 ds.StudyInstanceUID = ""
                 ds.PatientName = FAMILY[i % len(FAMILY)][:3] + "*" if "name" in name else ""
                 ds.PatientID = f"PID{1 + (i * 31) % patients:07d}" if "patient_id" in name else ""
                 t0 = time.perf_counter()
-                for _status, _ident in assoc.send_c_find(ds, FIND):
-                    pass
+                n = sum(1 for status, _ident in assoc.send_c_find(ds, FIND)
+                        if status.Status == 0xFF00)
                 samples[name].append((time.perf_counter() - t0) * 1000)
+                counts[name].append(n)
     finally:
         assoc.release()
     return {k: {"p50_ms": round(statistics.median(v), 2), "p95_ms": round(percentile(v, 0.95), 2),
-                "n": len(v)} for k, v in samples.items()}
+                "mean_results": round(statistics.mean(counts[k]), 1), "n": len(v)}
+            for k, v in samples.items()}
 
 
 def bench_size(server_url: str, instances: int, repeat: int, keep: bool, tmp: Path) -> dict[str, Any]:
@@ -322,6 +339,122 @@ def bench_size(server_url: str, instances: int, repeat: int, keep: bool, tmp: Pa
             asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def study_datasets(st: int, patients: int) -> list[Any]:
+    """The same study the SQL fill writes (names, dates, modalities), as real DICOM data sets."""
+    import datetime as dt
+
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    p = 1 + (st - 1) % patients
+    study_date = dt.date(2015, 1, 1) + dt.timedelta(days=st * 13 % 3650)
+    study_time = (dt.datetime(2000, 1, 1, 7) + dt.timedelta(minutes=st % 600)).time()
+    out = []
+    for k in range(1, SERIES_PER_STUDY + 1):
+        se = (st - 1) * SERIES_PER_STUDY + k
+        modality = MODALITIES[(st + k) % len(MODALITIES)]
+        for n in range(1, INSTANCES_PER_SERIES + 1):
+            i = (se - 1) * INSTANCES_PER_SERIES + n
+            ds = Dataset()
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            ds.SOPClassUID = CTImageStorage
+            ds.SOPInstanceUID = f"{UID_ROOT}.3.{i}"
+            ds.StudyInstanceUID = f"{UID_ROOT}.1.{st}"
+            ds.SeriesInstanceUID = f"{UID_ROOT}.2.{se}"
+            ds.PatientID = f"PID{p:07d}"
+            ds.PatientName = f"{FAMILY[p % len(FAMILY)]}^{GIVEN[(p // 7) % len(GIVEN)]}"
+            ds.PatientBirthDate = (dt.date(1930, 1, 1) + dt.timedelta(days=p * 37 % 30000)
+                                   ).strftime("%Y%m%d")
+            ds.PatientSex = "M" if p % 2 == 0 else "F"
+            ds.StudyDate = study_date.strftime("%Y%m%d")
+            ds.StudyTime = study_time.strftime("%H%M%S")
+            ds.AccessionNumber = f"ACC{st:08d}"
+            ds.StudyID = "1"
+            ds.ReferringPhysicianName = "Ref^Doc"
+            ds.StudyDescription = DESCRIPTIONS[st % len(DESCRIPTIONS)]
+            ds.InstitutionName = "General Hospital" if st % 3 == 0 else "City Clinic"
+            ds.Modality = modality
+            ds.SeriesNumber = k
+            ds.SeriesDescription = f"{modality} series {k}"
+            ds.InstanceNumber = n
+            ds.ImagePositionPatient = [0, 0, n]
+            ds.Rows = ds.Columns = 8
+            ds.SamplesPerPixel = 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+            ds.PixelData = np.full((8, 8), n, dtype=np.uint16).tobytes()
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            out.append(ds)
+    return out
+
+
+def stow_all(base: str, instances: int) -> float:
+    """Store the generated data set through STOW-RS (one study per request); seconds taken."""
+    import io
+
+    studies = max(1, instances // (SERIES_PER_STUDY * INSTANCES_PER_SERIES))
+    patients = max(1, studies // STUDIES_PER_PATIENT)
+    session = requests.Session()
+    t0 = time.perf_counter()
+    for st in range(1, studies + 1):
+        parts = []
+        for ds in study_datasets(st, patients):
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            parts.append(b"--QBOUNDARY\r\nContent-Type: application/dicom\r\n\r\n"
+                         + buf.getvalue() + b"\r\n")
+        r = session.post(base + "/studies", data=b"".join(parts) + b"--QBOUNDARY--\r\n",
+                         timeout=300, headers={
+                             "Content-Type": 'multipart/related; type="application/dicom"; '
+                                             "boundary=QBOUNDARY",
+                             "Accept": "application/dicom+json"})
+        r.raise_for_status()
+    return round(time.perf_counter() - t0, 1)
+
+
+def compare_orthanc(server_url: str, orthanc: str, orthanc_dimse: str | None, instances: int,
+                    repeat: int, tmp: Path) -> dict[str, Any]:
+    """The same data stored into both servers by STOW-RS; the same queries, alternating."""
+    name = f"archive_bench_cmp_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    url = _with_db(server_url, name)
+    try:
+        with serving(url, tmp / name) as settings:
+            ours = f"http://127.0.0.1:{settings.http_port}/dicom-web"
+            stow = {"ours_s": stow_all(ours, instances), "orthanc_s": stow_all(orthanc, instances)}
+            print(f"stored {instances} instances: {stow}", file=sys.stderr, flush=True)
+            rounds: dict[str, dict[str, Any]] = {"ours": {}, "orthanc": {}}
+            for label, base in (("ours", ours), ("orthanc", orthanc), ("ours2", ours),
+                                ("orthanc2", orthanc)):
+                part = time_http(base, instances, max(1, repeat // 2))
+                for q, r in part.items():
+                    rounds[label.rstrip("2")].setdefault(q, []).append(r)
+            result: dict[str, Any] = {"instances": instances, "stow_seconds": stow, "qido": {}}
+            for q in rounds["ours"]:
+                a = _merge(rounds["ours"][q])
+                b = _merge(rounds["orthanc"][q])
+                result["qido"][q] = {"ours": a, "orthanc": b,
+                                     "p50_ratio_orthanc_over_ours": round(b["p50_ms"] / a["p50_ms"], 2)}
+            if orthanc_dimse:
+                _host, port, aet = orthanc_dimse.split(":")
+                peer = replace(settings, dimse_port=int(port), ae_title=aet)
+                result["cfind"] = {"ours": time_cfind(settings, instances, repeat),
+                                   "orthanc": time_cfind(peer, instances, repeat)}
+        return result
+    finally:
+        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"p50_ms": round(statistics.median([p["p50_ms"] for p in parts]), 2),
+            "p95_ms": round(max(p["p95_ms"] for p in parts), 2),
+            "mean_results": parts[0]["mean_results"], "n": sum(p["n"] for p in parts)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--instances", type=int, nargs="+", default=[10_000, 1_000_000])
@@ -330,10 +463,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="PostgreSQL server to create scratch databases on (default: embedded)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch databases")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
+    ap.add_argument("--compare-orthanc", metavar="DICOMWEB_URL",
+                    help="store the data into this (empty) Orthanc and ours by STOW, compare")
+    ap.add_argument("--orthanc-dimse", metavar="HOST:PORT:AET", help="also compare C-FIND")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="archive-bench-query-"))
     results = []
-    if args.database_url:
+    if args.compare_orthanc:
+        if not args.database_url:
+            ap.error("--compare-orthanc needs --database-url")
+        for n in args.instances:
+            results.append(compare_orthanc(sync_url(args.database_url), args.compare_orthanc,
+                                           args.orthanc_dimse, n, args.repeat, tmp))
+    elif args.database_url:
         for n in args.instances:
             results.append(bench_size(sync_url(args.database_url), n, args.repeat, args.keep, tmp))
     else:

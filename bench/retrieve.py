@@ -150,6 +150,33 @@ def timed(client: Client, path: str, accept: str, reps: int, keep: bool = False)
     return out
 
 
+class RssSampler:
+    """Server RSS (process tree) every 10 ms while a measurement runs: start/peak/end in MB."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.start = self.peak = self._rss()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _rss(self) -> int:
+        procs = [self.proc, *self.proc.children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs if p.is_running())
+
+    def _run(self) -> None:
+        while not self.done.wait(0.01):
+            self.peak = max(self.peak, self._rss())
+
+    def stop(self) -> dict[str, float]:
+        self.done.set()
+        self.thread.join()
+        return {"start": round(self.start / MB, 1), "peak": round(self.peak / MB, 1),
+                "growth": round((self.peak - self.start) / MB, 1)}
+
+
 def ceiling(size: int, reps: int) -> float:
     """MB/s of the same client reading `size` bytes from aiohttp's sendfile over loopback."""
     import asyncio
@@ -198,6 +225,9 @@ def main() -> None:
     ap.add_argument("--study-reps", type=int, default=3)
     ap.add_argument("--label", default="")
     ap.add_argument("--no-ceiling", action="store_true")
+    ap.add_argument("--study", help="retrieve this study instead of the largest one")
+    ap.add_argument("--pid", type=int, help="sample this server process's RSS during the retrieve")
+    ap.add_argument("--only-study", action="store_true", help="measure only the study retrieve")
     args = ap.parse_args()
     client = Client(args.url)
     out: dict[str, Any] = {"label": args.label, "url": args.url}
@@ -205,15 +235,22 @@ def main() -> None:
         t = time.perf_counter()
         out["stowed"] = stow(client, args.stow)
         out["stow_s"] = round(time.perf_counter() - t, 1)
-    d = discover(client)
     r = client.root
-    study = f"{r}/studies/{d['study']}"
+    d = {"study": args.study} if args.only_study else discover(client)
+    study = f"{r}/studies/{args.study or d['study']}"
+    sampler = RssSampler(args.pid) if args.pid else None
     res = timed(client, study, ANY_DICOM, args.study_reps)
     res["MBps"] = round(res["bytes"] / MB / (res["p50_ms"] / 1000), 1)
+    if sampler:
+        res["server_rss_MB"] = sampler.stop()
     out["study_retrieve"] = res
     if not args.no_ceiling:
         out["ceiling_MBps"] = ceiling(res["bytes"], args.study_reps)
         out["study_retrieve_fraction_of_ceiling"] = round(res["MBps"] / out["ceiling_MBps"], 3)
+    if args.only_study:
+        json.dump(out, sys.stdout, indent=2)
+        print()
+        return
     series = f"{r}/studies/{d['study_uid_of_series']}/series/{d['series']}"
     out["series_metadata"] = timed(client, series + "/metadata", "application/dicom+json",
                                    args.reps) | {"instances": d["series_instances"]}

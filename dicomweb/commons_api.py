@@ -228,9 +228,9 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     path = core.blobs.path(key)
     if not path.exists():
         raise NotFound(f"the stored file of {sop} is missing")
-    return web.FileResponse(path, headers={"Content-Type": "application/dicom",
-                                           "ETag": f'"{sha}"',
-                                           "Content-Disposition": f'attachment; filename="{sop}.dcm"'})
+    return web.FileResponse(path, headers={
+        "Content-Type": "application/dicom", "ETag": f'"{sha}"',
+        "Content-Disposition": f'attachment; filename="{sop}.dcm"'})
 
 
 async def get_openapi(request: web.Request) -> web.Response:

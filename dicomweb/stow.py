@@ -33,7 +33,8 @@ from dicomweb.urls import instance_url, service_root, study_url
 from storage.filesystem import NoSpace, SpoolLimitExceeded
 
 log = logging.getLogger("dicomweb.stow")
-PARALLEL_INGESTS = 4
+# Parts of one request ingested at once: enough for a whole request to share one group commit.
+PARALLEL_INGESTS = 16
 
 
 def caller_for(request: web.Request) -> Caller:

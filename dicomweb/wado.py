@@ -21,7 +21,17 @@ from archive.core import Caller, Core
 from archive.delete import delete
 from archive.errors import InvalidRequest, NotAcceptable
 from archive.instance import is_valid_uid
-from archive.retrieve import Located, Scope, Version, json_escape, locate, metadata_sql, version
+from archive.retrieve import (
+    Located,
+    Scope,
+    Version,
+    json_escape,
+    locate,
+    metadata_rows_sql,
+    metadata_sql,
+    metadata_with_version,
+    version,
+)
 from archive.transcode import can_convert
 from archive.transfer_syntax import EXPLICIT_VR_LE
 from dicomweb import wado_frames, wado_uri
@@ -31,7 +41,7 @@ from dicomweb.dicom_xml import to_xml
 from dicomweb.keys import CORE
 from dicomweb.multipart import closing, new_boundary, part_header
 from dicomweb.urls import instance_url, service_root
-from dicomweb.wado_accept import Wanted, wanted
+from dicomweb.wado_accept import Wanted, accept_of, wanted
 from dicomweb.wado_stream import multipart_dicom, single_dicom, zip_dicom
 
 STRING_AGG_LIMIT = 2000  # instances: above this, metadata is streamed row by row
@@ -127,7 +137,7 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     """Study, series or instance as multipart/related DICOM, single-part DICOM, or ZIP."""
     core = request.app[CORE]
     located = await located_for(request)
-    rep, syntaxes = plan(wanted(request.headers.get("Accept")), located)
+    rep, syntaxes = plan(wanted(accept_of(request)), located)
     if rep == "single":
         return await single_dicom(request, core, located[0], syntaxes[0])
     if rep == "zip":
@@ -179,23 +189,31 @@ def validators(ver: Version) -> dict[str, str]:
 async def metadata(request: web.Request) -> web.StreamResponse:
     """Study/series/instance metadata from the index only: no DICOM file is opened."""
     core, caller, scope = request.app[CORE], caller_from_request(request), scope_of(request)
-    fmt = _metadata_format(request.headers.get("Accept"))
+    fmt = _metadata_format(accept_of(request))
     root = service_root(request)
-    ver = await version(core, caller, scope, f"{fmt}|{root}")
+    variant = f"{fmt}|{root}"
+    conditional = "If-None-Match" in request.headers or "If-Modified-Since" in request.headers
+    if fmt == "json" and scope.level != "study" and not conditional:
+        ver, text_body = await metadata_with_version(core, caller, scope, variant,
+                                                     json_escape(root))
+        return web.Response(body=text_body.encode(), headers=validators(ver),
+                            content_type="application/dicom+json")
+    ver = await version(core, caller, scope, variant)
     headers = validators(ver)
     if not_modified(request, ver):
         return web.Response(status=304, headers=headers)
     if fmt == "xml":
         return await _metadata_xml(request, core, caller, scope, root, headers)
+    if ver.count > STRING_AGG_LIMIT:
+        sql, args = metadata_rows_sql(caller, scope)
+        args["base"] = json_escape(root)
+        return await _stream_json(request, core, sql, args, headers)
     sql, args = metadata_sql(caller, scope)
     args["base"] = json_escape(root)
-    if ver.count <= STRING_AGG_LIMIT:
-        agg = f"SELECT '[' || string_agg(doc, ',' ORDER BY o) || ']' FROM ({sql}) m"
-        async with core.engine.connect() as conn:
-            body = (await conn.execute(text(agg), args)).scalar_one()
-        return web.Response(body=(body or "[]").encode(), headers=headers,
-                            content_type="application/dicom+json")
-    return await _stream_json(request, core, sql, args, headers)
+    async with core.engine.connect() as conn:
+        body = (await conn.execute(text(sql), args)).scalar_one()
+    return web.Response(body=(body or "[]").encode(), headers=headers,
+                        content_type="application/dicom+json")
 
 
 async def _stream_json(request: web.Request, core: Core, sql: str, args: dict[str, Any],
@@ -206,7 +224,7 @@ async def _stream_json(request: web.Request, core: Core, sql: str, args: dict[st
     await resp.prepare(request)
     sep = b"["
     async with core.engine.connect() as conn:
-        result = await conn.stream(text(f"SELECT doc FROM ({sql}) m ORDER BY o"), args)
+        result = await conn.stream(text(sql), args)
         async for batch in result.partitions(500):
             await resp.write(sep + b",".join(r.doc.encode() for r in batch))
             sep = b","

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from dicomweb.media_types import parse_accept
 
 
@@ -36,3 +38,9 @@ def wanted(header: str | None) -> list[Wanted]:
         else:
             out.append(Wanted(r.type, r.type == "*/*", ts))
     return out
+
+
+def accept_of(request: web.Request) -> str | None:
+    """The `accept` query parameter (PS3.18 §8.3.3.1) overrides the Accept header when given;
+    OHIF asks for `.../thumbnail?accept=image/jpeg` with a multipart Accept header."""
+    return request.rel_url.query.get("accept") or request.headers.get("Accept")

@@ -30,7 +30,7 @@ from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE, UNCOMPRESSED
 from dicomweb.auth import caller_from_request
 from dicomweb.keys import CORE
 from dicomweb.multipart import closing, new_boundary, part_header
-from dicomweb.wado_accept import Wanted, wanted
+from dicomweb.wado_accept import Wanted, accept_of, wanted
 
 OCTET = "application/octet-stream"
 
@@ -136,7 +136,7 @@ async def frames(request: web.Request) -> web.StreamResponse:
     numbers = parse_frame_list(request.match_info["frames"])
     loc = await _instance(request)
     check_frames(loc, numbers)
-    plan = frame_plan(wanted(request.headers.get("Accept")), loc.transfer_syntax, len(numbers))
+    plan = frame_plan(wanted(accept_of(request)), loc.transfer_syntax, len(numbers))
     return await _send_frames(request, loc, numbers, plan)
 
 
@@ -148,15 +148,34 @@ async def bulkdata(request: web.Request) -> web.StreamResponse:
     loc = await _instance(request)
     if loc.pixels and loc.pixels["tag"] == tag:
         numbers = list(range(1, loc.frames + 1))
-        plan = frame_plan(wanted(request.headers.get("Accept")), loc.transfer_syntax, len(numbers))
-        if plan.mode == "stored" and loc.transfer_syntax in UNCOMPRESSED and plan.multipart:
-            plan = FramePlan(plan.media, plan.ts, "stored", True)
+        plan = frame_plan(wanted(accept_of(request)), loc.transfer_syntax, len(numbers))
+        if plan.media == OCTET and plan.multipart:
+            return await _send_native_value(request, loc, numbers, plan)
         return await _send_frames(request, loc, numbers, plan)
     data = await request.app[CORE].run_blocking(_element_bytes, loc, int(tag, 16))
     boundary = new_boundary()
     body = part_header(boundary, OCTET) + data + b"\r\n" + closing(boundary)
     return web.Response(body=body, headers={
         "Content-Type": f'multipart/related; type="{OCTET}"; boundary={boundary}'})
+
+
+async def _send_native_value(request: web.Request, loc: Located, numbers: list[int],
+                             plan: FramePlan) -> web.StreamResponse:
+    """Native Pixel Data as ONE part (the whole value), written frame by frame."""
+    core = request.app[CORE]
+    produce = _producer(loc, plan)
+    boundary = new_boundary()
+    resp = web.StreamResponse()
+    resp.headers["Content-Type"] = (
+        f'multipart/related; type="{OCTET}"; transfer-syntax={plan.ts}; boundary={boundary}')
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await resp.write(part_header(boundary, f"{OCTET}; transfer-syntax={plan.ts}"))
+    for n in numbers:
+        await resp.write(await core.run_blocking(produce, loc, n))
+    await resp.write(b"\r\n" + closing(boundary))
+    await resp.write_eof()
+    return resp
 
 
 def _element_bytes(loc: Located, tag: int) -> bytes:
@@ -199,7 +218,7 @@ async def _representative(request: web.Request) -> Located:
 
 
 async def _images(request: web.Request, thumbnail: bool) -> web.StreamResponse:
-    media, multipart = _render_media(request.headers.get("Accept"))
+    media, multipart = _render_media(accept_of(request))
     params = parse_params(request.rel_url.query, media, thumbnail)
     m = request.match_info
     jobs: list[tuple[Located, int]]

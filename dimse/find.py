@@ -161,8 +161,14 @@ def _failure(status: int, reason: str) -> Dataset:
     return ds
 
 
-async def _next(results: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
-    return await anext(results, None)
+async def _take(results: AsyncIterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Up to n results in one hop to the loop (a hop per result costs more than the query)."""
+    out: list[dict[str, Any]] = []
+    async for dataset in results:
+        out.append(dataset)
+        if len(out) >= n:
+            break
+    return out
 
 
 def handle_find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
@@ -184,18 +190,24 @@ def handle_find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iter
     level_text = str(ds.QueryRetrieveLevel).strip().upper()
     results = search(core, spec, caller_for(event, core))
     try:
+        batch = 1  # the first answer goes out at once; later hops fetch more at a time
         while True:
             if event.is_cancelled:
                 yield FIND_CANCELLED, None
                 return
             try:
-                found = bridge.run(loop, _next(results))
+                found = bridge.run(loop, _take(results, batch))
             except ArchiveError as exc:
                 yield _failure(find_status(exc), exc.reason), None
                 return
-            if found is None:
+            for dataset in found:
+                if event.is_cancelled:
+                    yield FIND_CANCELLED, None
+                    return
+                yield FIND_PENDING, answer(dataset, wanted, level_text, core.settings.ae_title)
+            if len(found) < batch:
                 break
-            yield FIND_PENDING, answer(found, wanted, level_text, core.settings.ae_title)
+            batch = min(batch * 4, 64)
     except Exception:
         log.exception("c-find failed")
         yield _failure(UNABLE_TO_PROCESS, "internal error"), None

@@ -53,12 +53,13 @@ STORAGE_TRANSFER_SYNTAXES = [
 ]
 
 # A DIMSE service plug-in: adds presentation contexts to the AE and returns its handlers.
-Service = Callable[[AE, Core, asyncio.AbstractEventLoop], list[tuple[Any, Any]]]
+Service = Callable[[AE, Core, asyncio.AbstractEventLoop], list[Any]]
 
 
-def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[tuple[Any, Any]]:
+def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
+        if cx.abstract_syntax:
+            ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, [EXPLICIT_VR_LE, IMPLICIT_VR_LE])
     return [(evt.EVT_C_STORE, handle_store, [core, loop])]
 
@@ -84,13 +85,15 @@ class Listener:
         ae.maximum_associations = 64
         if settings.restrict_peers:
             ae.require_calling_aet = [p.ae_title for p in settings.peers]
-        handlers: list[tuple[Any, Any]] = []
+        handlers: list[Any] = []
         for service in services():
             handlers.extend(service(ae, core, loop))
         self.ae = ae
-        self.server: ThreadedAssociationServer = ae.start_server(
+        server = ae.start_server(
             (settings.host, settings.dimse_port), block=False, evt_handlers=handlers
         )
+        assert server is not None  # block=False always returns the server
+        self.server: ThreadedAssociationServer = server
         log.info("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title})
 
     def stop_accepting(self) -> None:

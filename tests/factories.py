@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
-    CTImageStorage,
+    PYDICOM_IMPLEMENTATION_UID,
     ComputedRadiographyImageStorage,
+    CTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     MRImageStorage,
-    PYDICOM_IMPLEMENTATION_UID,
     RLELossless,
     generate_uid,
 )

@@ -9,6 +9,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PLAYWRIGHT_VERSION="${PLAYWRIGHT_VERSION:-1.65.1}"
 NODE_DIR="$REPO/.local/node"
+mkdir -p "$REPO/.local"
+# parallel test workers (pytest -n) may call this at once: one installs, the others wait
+if command -v flock >/dev/null; then exec 9>"$REPO/.local/.e2e-deps.lock"; flock 9; fi
 
 "$REPO/tools/get-viewer.sh" --slim
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -260,7 +260,7 @@ def parse_json(body: bytes) -> Batch:
     items = doc.get("cases") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise InvalidRequest('expected a JSON list of cases or {"cases": [...]}')
-    batch, errors, seen = Batch(), [], set()
+    batch, errors, seen = Batch(), list[RowError](), set[str]()
     for n, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             errors.append(RowError(n, "", "each case must be a JSON object"))
@@ -317,7 +317,7 @@ def parse_table(text: str, table: str, delimiter: str) -> Batch:
         raise RowErrors([RowError(1, "", f"malformed header: {exc}")]) from exc
     if "case_id" not in header and "submitter_id" not in header:
         raise RowErrors([RowError(1, "case_id", "required column is missing")])
-    batch, errors, seen = Batch(), [], set()
+    batch, errors, seen = Batch(), list[RowError](), set[str]()
     try:
         for values in reader:
             if not any(v.strip() for v in values):
@@ -418,9 +418,7 @@ def _by_columns(rows: Iterable[dict[str, Any]]) -> list[tuple[tuple[str, ...], l
 async def _upsert_cases(conn: AsyncConnection, cases: list[dict[str, Any]]) -> None:
     for columns, group in _by_columns(cases):
         stmt = pg_insert(clinical_case)
-        updates = {c: stmt.excluded[c] for c in columns if c != "case_id"}
-        from sqlalchemy import func
-
+        updates: dict[str, Any] = {c: stmt.excluded[c] for c in columns if c != "case_id"}
         updates["updated_at"] = func.now()
         await conn.execute(stmt.on_conflict_do_update(index_elements=["case_id"], set_=updates),
                            group)

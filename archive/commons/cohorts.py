@@ -126,7 +126,7 @@ async def series_rows(conn: AsyncConnection, caller: Caller, cohort_id: str,
     rows = (await conn.execute(text(
         f"""
         SELECT p.patient_id AS case_id, study.study_uid, se.series_uid, se.modality,
-               se.series_number, count(i.pk) AS instances, sum(i.size_bytes) AS size_bytes,
+               se.series_number, count(i.pk) AS instances, sum(i.size_bytes)::bigint AS size_bytes,
                CASE WHEN :inst THEN json_agg(json_build_object(
                    'sop_uid', i.sop_uid, 'size_bytes', i.size_bytes, 'sha256', i.sha256)
                    ORDER BY i.instance_number NULLS LAST, i.pk) END AS instance_list

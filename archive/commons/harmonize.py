@@ -23,9 +23,13 @@ from archive.index.visibility import visible_sql
 
 STATUSES = ("proposed", "approved", "rejected")
 
+# Modalities come from the series rows, not study.modalities: ingest may recount the study's
+# aggregates after the hooks run (group commit recounts once per batch).
+_MODALITIES = "(SELECT array_agg(DISTINCT se.modality) FROM series se WHERE se.study_pk = s.pk)"
 _CURRENT = text(
-    "SELECT s.modalities, s.study_description, h.modality_norm, h.description_norm "
-    "FROM study s LEFT JOIN study_harmonization h ON h.study_pk = s.pk WHERE s.pk = :pk"
+    f"SELECT {_MODALITIES} AS modalities, s.study_description, h.modality_norm, "
+    "h.description_norm FROM study s LEFT JOIN study_harmonization h ON h.study_pk = s.pk "
+    "WHERE s.pk = :pk"
 )
 _APPLY_ONE = text(
     """
@@ -118,7 +122,8 @@ async def reapply_all(conn: AsyncConnection) -> int:
     """Recompute every study's key and code (after a term load or for studies indexed before
     the commons extension was active). Returns the number of studies whose row changed."""
     rows = (await conn.execute(text(
-        "SELECT s.pk, s.modalities, s.study_description, h.modality_norm, h.description_norm, "
+        f"SELECT s.pk, {_MODALITIES} AS modalities, s.study_description, h.modality_norm, "
+        "h.description_norm, "
         "h.loinc_code, h.mapping_version FROM study s "
         "LEFT JOIN study_harmonization h ON h.study_pk = s.pk"))).all()
     mappings = {(r.modality_norm, r.description_norm): (r.loinc_code, r.version)

@@ -37,7 +37,7 @@ def text_match(key: str, column: Any, raw: str) -> ColumnElement[bool]:
     values = alternatives(raw)
     if not values:
         return true()
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     for v in values:
         if len(v) > 256:
             raise InvalidQuery(f"{key}: value longer than 256 characters")

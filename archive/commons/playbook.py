@@ -82,7 +82,8 @@ def read_playbook(text: str) -> Playbook:
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
         raise RowErrors([RowError(1, c, "required column is missing") for c in missing])
-    book, errors, seen = Playbook(), [], {}
+    book, errors = Playbook(), []
+    seen: dict[tuple[str, str], str] = {}
     codes: set[str] = set()
     for line, row in enumerate(reader, start=2):
         code = (row.get("loinc_code") or "").strip()

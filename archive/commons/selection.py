@@ -50,9 +50,7 @@ def check_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def study_select(pairs: list[tuple[str, str]], extensions: Extensions,
                  caller: Caller) -> Select[Any]:
-    from archive.query.parse import parse_query
-    from archive.query.spec import Level
-    from archive.query.sql import study_pk_select
+    from archive.query import Level, parse_query, study_pk_select
 
     spec = parse_query(check_pairs(pairs), Level.STUDY, extensions, max_limit=None, root=None)
     return study_pk_select(spec, caller)

@@ -40,7 +40,7 @@ async def _grouped(conn: AsyncConnection, caller: Caller, column: str) -> list[d
                count(DISTINCT study.patient_pk) AS cases,
                COALESCE(sum(study.num_series), 0) AS series,
                COALESCE(sum(study.num_instances), 0) AS instances,
-               COALESCE(sum(study.size_bytes), 0) AS size_bytes,
+               COALESCE(sum(study.size_bytes), 0)::bigint AS size_bytes,
                min(study.created_at) AS first_received, max(study.created_at) AS last_received
         FROM study WHERE {visible_sql(caller)}
         GROUP BY study.{column} ORDER BY study.{column} NULLS LAST

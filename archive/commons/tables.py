@@ -92,7 +92,8 @@ cohort = Table(
     Column("mapping_version", BigInteger), Column("num_cases", Integer),
     Column("num_studies", Integer), Column("num_series", Integer),
     Column("num_instances", Integer), Column("size_bytes", BigInteger),
-    Column("restricted", Boolean), Column("created_by", Text), Column("created_at", DateTime(timezone=True)),
+    Column("restricted", Boolean), Column("created_by", Text),
+    Column("created_at", DateTime(timezone=True)),
 )
 
 cohort_study = Table(

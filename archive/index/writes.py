@@ -33,6 +33,7 @@ class Indexed:
     outcome: str  # "stored", "replaced", "duplicate", "kept"
     replaced_blob_key: str | None = None
     study_pk: int = 0
+    series_pks: tuple[int, ...] = ()  # series whose aggregates this write changed
 
 
 _PATIENT = text(
@@ -143,8 +144,13 @@ async def upsert_instance(
     blob: dict[str, Any],
     attribution: Attribution,
     policy: str,
+    recount_now: bool = True,
 ) -> Indexed:
-    """Write patient → study → series → instance and recount aggregates; caller commits."""
+    """Write patient → study → series → instance and recount aggregates; caller commits.
+
+    With `recount_now=False` the caller recounts `Indexed.series_pks` itself, once per batch
+    (group commit), instead of once per instance.
+    """
     c = facts.columns
     patient_attrs = facts.level_attrs[Level.PATIENT]
     patient_pk = (
@@ -180,7 +186,7 @@ async def upsert_instance(
     ).one()
     if owner != study_pk:
         raise DataSetMismatch(f"SeriesInstanceUID {facts.series_uid} belongs to another study")
-    return await _write_instance(conn, facts, blob, policy, study_pk, series_pk)
+    return await _write_instance(conn, facts, blob, policy, study_pk, series_pk, recount_now)
 
 
 async def _write_instance(
@@ -190,6 +196,7 @@ async def _write_instance(
     policy: str,
     study_pk: int,
     series_pk: int,
+    recount_now: bool = True,
 ) -> Indexed:
     c = facts.columns
     row = (await conn.execute(_EXISTING, {"sop_uid": facts.sop_uid})).first()
@@ -219,8 +226,9 @@ async def _write_instance(
         replaced, outcome = row.blob_key, "replaced"
         if row.series_pk != series_pk:
             series_pks.append(row.series_pk)
-    await recount(conn, series_pks)
-    return Indexed(outcome, replaced, study_pk)
+    if recount_now:
+        await recount(conn, series_pks)
+    return Indexed(outcome, replaced, study_pk, tuple(series_pks))
 
 
 async def recount(conn: AsyncConnection, series_pks: list[int]) -> None:

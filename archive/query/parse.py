@@ -17,7 +17,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from archive.core import Extensions
 from archive.errors import InvalidQuery
 from archive.query.matching import parse_match
-from archive.query.spec import Condition, Level, QuerySpec, Sequence, Universal
+from archive.query.spec import Condition, Level, QuerySpec, Sequence
 
 RESERVED = frozenset({"includefield", "limit", "offset", "fuzzymatching"})
 HEX = frozenset("0123456789ABCDEF")
@@ -171,7 +171,3 @@ def parse_query(
         root=root,
         scoped_to=scoped_to,
     )
-
-
-def is_return_key_only(condition: Condition) -> bool:
-    return isinstance(condition.match, Universal)

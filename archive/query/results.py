@@ -104,21 +104,25 @@ def columns(spec: QuerySpec, caller: Caller) -> list[Any]:
             counts.with_only_columns(func.coalesce(func.sum(study.c.num_instances), 0))
             .scalar_subquery().label("p_ni"),
         ]
-    cols: list[Any] = [
-        study.c.pk.label("s_pk"), study.c.study_uid.label("s_uid"),
-        patient.c.attrs.label("p_attrs"), study.c.attrs.label("s_attrs"),
-        study.c.modalities.label("s_mods"), study.c.sop_classes.label("s_classes"),
-        study.c.num_series.label("s_nse"), study.c.num_instances.label("s_ni"),
-    ]
+    shown = shown_levels(spec)
+    cols: list[Any] = [study.c.pk.label("s_pk"), study.c.study_uid.label("s_uid")]
+    if Level.STUDY in shown:  # only the levels returned are read (JSON decoding dominates)
+        cols += [
+            patient.c.attrs.label("p_attrs"), study.c.attrs.label("s_attrs"),
+            study.c.modalities.label("s_mods"), study.c.sop_classes.label("s_classes"),
+            study.c.num_series.label("s_nse"), study.c.num_instances.label("s_ni"),
+        ]
     if RANK[lvl] >= RANK[Level.SERIES]:
-        cols += [series.c.pk.label("se_pk"), series.c.series_uid.label("se_uid"),
-                 series.c.attrs.label("se_attrs"), series.c.num_instances.label("se_ni")]
+        cols += [series.c.pk.label("se_pk"), series.c.series_uid.label("se_uid")]
+    if Level.SERIES in shown:
+        cols += [series.c.attrs.label("se_attrs"), series.c.num_instances.label("se_ni")]
     if lvl == Level.IMAGE:
         cols += [instance.c.pk.label("i_pk"), instance.c.sop_uid.label("i_uid")]
         if spec.include_all:
             cols.append(instance.c.header.label("i_header"))
         else:
-            cols += [instance.c.header[t].label(f"h_{t}") for t in sorted(wanted(spec, lvl))]
+            stored = sorted(wanted(spec, lvl) - COMPUTED[Level.IMAGE])
+            cols += [instance.c.header[t].label(f"h_{t}") for t in stored]
     elif lvl in (Level.STUDY, Level.SERIES):
         extra = [t for t in wanted(spec, lvl) if t not in KNOWN]
         cols += [_first_instance_value(lvl, t).label(f"x_{t}") for t in sorted(extra)]

@@ -7,7 +7,7 @@ into one SQL statement; `archive.query.results` shapes rows into DICOM JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from archive.attributes import Level
@@ -119,7 +119,6 @@ class QuerySpec:
     # For QIDO-RS resources scoped by the URL: the fixed study/series, whose own attributes are
     # then not repeated (PS3.18 §10.6.3.3.1).
     scoped_to: Level | None = None
-    extras: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def tags(self) -> frozenset[str]:
         """Top-level tags named by a condition (returned like C-FIND keys)."""

@@ -329,13 +329,10 @@ def where_clauses(spec: QuerySpec, caller: Caller) -> list[ColumnElement[bool]]:
             by_level[level].append(clause)
     by_level[Level.STUDY] += [visible_to(caller), *spec.extension_clauses]
     q = spec.level
+    # Tables of the query level and above are joined; lower levels become EXISTS. At PATIENT
+    # level the study table is below, so visibility lands inside the EXISTS over studies.
     direct = [c for lvl, cs in by_level.items() if RANK[lvl] <= RANK[q] for c in cs]
-    if q == Level.PATIENT:
-        direct = list(by_level.get(Level.PATIENT, []))
     below = _exists_below(q, by_level)
-    if q == Level.PATIENT:
-        below = _exists_below(Level.PATIENT, {k: v for k, v in by_level.items()
-                                              if k != Level.PATIENT})
     return direct + ([below] if below is not None else [])
 
 

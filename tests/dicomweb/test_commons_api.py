@@ -152,6 +152,21 @@ def test_facets_count_under_filters(loaded: Loaded) -> None:
     assert r.status_code == 400
 
 
+def test_facets_over_loinc_codes_and_modalities(loaded: Loaded) -> None:
+    r = get(loaded, "/commons/facets", params=[("field", "commons.loinc_code"),
+                                                ("field", "ModalitiesInStudy"),
+                                                ("commons.case.covid19_positive", "no")])
+    assert r.status_code == 200, r.text
+    codes, mods = r.json()["facets"]
+    chosen = [(c, s) for c in loaded.commons.cases for s in c.studies
+              if c.has_clinical and c.covid19_positive == "No" and not s.sequestered]
+    want_codes = Counter(loaded.commons.code_of(s) for _, s in chosen)
+    assert {v["value"]: v["studies"] for v in codes["values"]} == dict(want_codes)
+    assert {v["value"]: v["studies"] for v in mods["values"]} == dict(
+        Counter(s.modality for _, s in chosen))
+    assert codes["studies"] == len(chosen)
+
+
 # ---- cohorts --------------------------------------------------------------------------------
 def make_cohort(loaded: Loaded, filters: dict[str, Any], **kw: Any) -> dict[str, Any]:
     r = requests.post(f"{loaded.server.base}/commons/cohorts",
@@ -251,3 +266,57 @@ def test_openapi_lists_every_endpoint_and_key(loaded: Loaded) -> None:
     assert "/commons/cohorts/{cohort}/manifest" in doc["paths"]
     keys = {k["key"] for k in doc["x-commons-query-keys"]}
     assert {"commons.loinc_code", "commons.test.days_from_study", "commons.site"} <= keys
+
+
+def _fill(path: str, s: Study) -> str:
+    return (path.replace("{study}", s.uid).replace("{series}", _series(s))
+            .replace("{instance}", _sop(s)).replace("{frames}", "1")
+            .replace("{tag}", "7FE00010"))
+
+
+def _series(s: Study) -> str:
+    from tests import factories as f
+
+    return f.uid(s.uid_name, "se1")
+
+
+def _sop(s: Study) -> str:
+    from tests import factories as f
+
+    return f.uid(s.uid_name, "se1", 1, "sop")
+
+
+def test_cohort_root_hides_other_studies_on_every_route(loaded: Loaded) -> None:
+    """Every GET route of the cohort root, taken from the route table itself."""
+    from dicomweb.commons_api import cohort_root_routes
+
+    cohort = make_cohort(loaded, {"commons.site": "SITE_C"})
+    member = next(s for s in loaded.commons.studies if s.site == "SITE_C" and not s.sequestered)
+    outsider = next(s for s in loaded.commons.studies
+                    if s.site == "SITE_A" and not s.sequestered)
+    paths = sorted({rd.path for rd in cohort_root_routes() if rd.method == "GET"})
+    assert len(paths) > 15
+    base = loaded.server.base
+    for template in paths:
+        path = template.replace("{cohort}", cohort["id"])
+        params: dict[str, str] = {}
+        if path.endswith("/wado"):
+            params = {"requestType": "WADO", "studyUID": outsider.uid,
+                      "seriesUID": _series(outsider), "objectUID": _sop(outsider),
+                      "contentType": "application/dicom"}
+        elif "{study}" not in template:
+            params = {"StudyInstanceUID": outsider.uid}
+        r = requests.get(base + _fill(path, outsider), params=params, timeout=30)
+        if r.status_code == 200:
+            assert r.json() == [], (template, r.text[:200])
+        else:
+            assert r.status_code in (204, 404), (template, r.status_code, r.text[:200])
+        if "/rendered" in template or "/thumbnail" in template or "/bulkdata" in template:
+            continue
+        if path.endswith("/wado"):
+            params |= {"studyUID": member.uid, "seriesUID": _series(member),
+                       "objectUID": _sop(member)}
+        elif "{study}" not in template:
+            params = {"StudyInstanceUID": member.uid}
+        r = requests.get(base + _fill(path, member), params=params, timeout=30)
+        assert r.status_code == 200, (template, r.status_code, r.text[:200])

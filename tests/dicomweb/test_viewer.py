@@ -128,7 +128,7 @@ def test_no_viewer_unless_configured(server: RunningArchive) -> None:
 
 def test_viewer_dir_without_index_html_refuses_to_start(server_factory: Factory,
                                                         tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="index.html"):
+    with pytest.raises(RuntimeError, match=r"index\.html"):
         server_factory(viewer_dir=tmp_path)
 
 

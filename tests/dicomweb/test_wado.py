@@ -211,6 +211,9 @@ def test_frames_of_a_500_frame_instance(server: RunningArchive) -> None:
     frames = client.retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID,
                                              ds.SOPInstanceUID, frame_numbers=[1, 250, 500])
     size = 32 * 32 * 2
+    base = inst_url(server, ds)
+    whole = requests.get(base + "/bulkdata/7FE00010", timeout=30)
+    assert [b for _, b in parts(whole)] == [ds.PixelData]  # one part: the whole value
     for data, n in zip(frames, [1, 250, 500], strict=True):
         assert data == ds.PixelData[size * (n - 1): size * n]
     r = requests.get(inst_url(server, ds) + "/frames/250", headers={"Accept": OCTET_ANY},
@@ -365,3 +368,26 @@ def test_memory_stays_bounded_while_streaming_a_large_study(server: RunningArchi
     sampler.join()
     assert total > n * rows * cols * 2
     assert peak - baseline < 48 * 1024**2, f"RSS grew {(peak - baseline) / 1e6:.0f} MB"
+
+
+def test_large_metadata_is_streamed_row_by_row(server: RunningArchive, ct: list[pydicom.Dataset],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from dicomweb import wado
+
+    url = f"{server.url}/studies/{ct[0].StudyInstanceUID}/metadata"
+    whole = requests.get(url, timeout=30)
+    monkeypatch.setattr(wado, "STRING_AGG_LIMIT", 2)  # the study has 5 instances
+    streamed = requests.get(url, timeout=30)
+    assert streamed.headers.get("Transfer-Encoding") == "chunked"
+    assert streamed.json() == whole.json()
+
+
+def test_accept_query_parameter_overrides_header(server: RunningArchive,
+                                                 ct: list[pydicom.Dataset]) -> None:
+    """OHIF's default thumbnail strategy: `?accept=image/jpeg` with a multipart Accept header."""
+    series = f"{server.url}/studies/{ct[0].StudyInstanceUID}/series/{ct[0].SeriesInstanceUID}"
+    r = requests.get(series + "/thumbnail?accept=image/jpeg", headers={"Accept": OCTET_ANY},
+                     timeout=30)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
+    assert requests.get(series + "/thumbnail", headers={"Accept": OCTET_ANY},
+                        timeout=30).status_code == 406

@@ -13,8 +13,8 @@ from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[at
 
 from archive.config import Peer
 from tests import factories as f
-from tests.dcmtk import dcmtk
 from tests.conftest import RunningArchive
+from tests.dcmtk import dcmtk
 
 
 def associate(server: RunningArchive, aet: str = "TESTSCU", ts: list[str] | None = None):  # type: ignore[no-untyped-def]

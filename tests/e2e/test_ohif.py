@@ -84,7 +84,7 @@ def test_ohif_lists_searches_and_renders_every_study(
 # OHIF's default thumbnailRequestStrategy 'bulkDataRetrieve' asks `.../thumbnail?accept=image/jpeg`
 # with a multipart octet-stream Accept header; 'fetch' sends `Accept: image/jpeg` instead.
 FETCH = {"thumbnailRequestStrategy": "fetch"}
-VARIANTS = {
+VARIANTS: dict[str, tuple[dict[str, Any], str, str]] = {
     "thumbnail": ({"thumbnailRendering": "thumbnail"}, "mr", "/thumbnail"),
     "thumbnail-fetch": ({"thumbnailRendering": "thumbnail", **FETCH}, "ct", "/thumbnail"),
     "rendered": ({"thumbnailRendering": "rendered"}, "ct", "/rendered"),
@@ -138,7 +138,7 @@ def test_ohif_on_another_origin_without_cors_is_blocked(
     port = server.settings.http_port
     report = run_ohif(
         tools, artifacts("cross-origin-no-cors"), viewer_url=f"http://localhost:{port}/viewer",
-        dicomweb_root=server.url, studies=wanted, list_timeout=10,
+        dicomweb_root=server.url, studies=wanted, list_timeout=6,
         config_patch={"qidoRoot": server.url, "wadoRoot": server.url, "wadoUriRoot": server.url},
     )
     assert not report["list"]["ok"]

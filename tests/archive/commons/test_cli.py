@@ -113,3 +113,21 @@ def test_cohort_download_resumes_and_verifies(server: RunningArchive, tmp_path: 
     r = archive("cohort", "download", "00000000-0000-0000-0000-000000000000", "--to",
                 str(target), "--url", server.base)
     assert r.returncode == 1 and "404" in r.stderr
+
+
+def test_bulk_import_harmonizes_and_names_the_dataset(server: RunningArchive,
+                                                      tmp_path: Path) -> None:
+    """`archive import` goes through group commit, where hooks run before the recount."""
+    for n, (modality, text) in enumerate([("CR", "XR CHEST 1 VIEW"), ("CR", "XR CHEST 1 VIEW"),
+                                          ("CT", "ct chest wo contrast"), ("CT", "MYSTERY")]):
+        f.write(f.image(f"bulk{n}", "se1", 1, modality=modality, rows=16, columns=16,
+                        study_description=text), tmp_path / "in" / f"{n}.dcm")
+    r = archive("import", str(tmp_path / "in"), "--site", "EAST", "--no-progress", *db(server))
+    assert r.returncode == 0, r.stderr
+    rows = server.sql("SELECT s.study_description, s.dataset, h.modality_norm, h.loinc_code "
+                      "FROM study s JOIN study_harmonization h ON h.study_pk = s.pk")
+    got = sorted((r["study_description"], r["modality_norm"], r["loinc_code"]) for r in rows)
+    assert got == [("MYSTERY", "CT", None), ("XR CHEST 1 VIEW", "CR,DX", "36554-4"),
+                   ("XR CHEST 1 VIEW", "CR,DX", "36554-4"),
+                   ("ct chest wo contrast", "CT", "29252-4")]
+    assert all(r["dataset"].startswith("EAST_2") for r in rows)

@@ -1,0 +1,216 @@
+"""Group commit: many instances made durable and indexed per flush, each acknowledged only after.
+
+Ingests hand over a parsed instance and its spool file; a writer takes everything pending and
+  1. answers identical re-sends from one index lookup (no blob is written for them),
+  2. fsyncs all their files in parallel (the disk flushes once for the lot), renames them into
+     place and fsyncs each directory (see FileBlobStore.commit_many),
+  3. indexes them in ONE transaction, a savepoint each (a bad instance fails alone), in
+     patient → study → series order (two writers always lock rows in the same order), recounts
+     every touched series and study once, and commits,
+and only then resolves each caller's future. While one flush runs the next batch gathers, so
+under load each disk flush and each commit carries many instances; an instance arriving alone
+waits for nobody. The guarantees of `archive.ingest` are unchanged: success means the file is
+fsynced and the index row committed; a crash leaves at worst orphan blobs, never a row without
+its file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from archive.core import Core
+from archive.errors import ArchiveError, ArchiveUnavailable, StorageFull
+from archive.index.writes import Attribution, Indexed, recount, upsert_instance
+from archive.instance import InstanceFacts
+from storage.base import Spooled
+from storage.filesystem import NoSpace
+
+log = logging.getLogger("archive.group_commit")
+
+MAX_BATCH = 64
+WRITERS = 2
+
+_IDENTICAL = text("SELECT sop_uid, sha256 FROM instance WHERE sop_uid = ANY(:uids)")
+
+
+@dataclass(slots=True)
+class _Item:
+    facts: InstanceFacts
+    spooled: Spooled
+    attribution: Attribution
+    future: asyncio.Future[tuple[Indexed, str | None]]
+    key: str | None = None
+    error: BaseException | None = None
+    indexed: Indexed | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class GroupCommitter:
+    """Per-core, per-loop batcher of the ingest write path (blob durability + index)."""
+
+    def __init__(self, core: Core, loop: asyncio.AbstractEventLoop) -> None:
+        self.core, self.loop = core, loop
+        self._pending: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._writers = [loop.create_task(self._writer()) for _ in range(WRITERS)]
+
+    async def submit(
+        self, facts: InstanceFacts, spooled: Spooled, attribution: Attribution
+    ) -> tuple[Indexed, str | None]:
+        """Durably store and index one instance; returns (indexed, blob key or None)."""
+        future: asyncio.Future[tuple[Indexed, str | None]] = self.loop.create_future()
+        self._pending.append(_Item(facts, spooled, attribution, future))
+        self._wake.set()
+        return await future
+
+    async def close(self) -> None:
+        for task in self._writers:
+            task.cancel()
+        for task in self._writers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _writer(self) -> None:
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            try:
+                await self._flush(batch)
+            except BaseException as exc:
+                for item in batch:
+                    if not item.future.done():
+                        self._fail(item, exc if isinstance(exc, Exception) else
+                                   ArchiveUnavailable("ingest interrupted"))
+                if not isinstance(exc, Exception):
+                    raise
+
+    async def _flush(self, batch: list[_Item]) -> None:
+        todo = await self._skip_identical(batch)
+        if todo:
+            await self._make_durable(todo)
+            await self._index([i for i in todo if i.error is None])
+        for item in batch:
+            if item.future.done():
+                continue
+            if item.error is not None:
+                self._fail(item, item.error)
+            else:
+                assert item.indexed is not None
+                item.future.set_result((item.indexed, item.key))
+
+    async def _skip_identical(self, batch: list[_Item]) -> list[_Item]:
+        """Identical re-sends are answered from the index without writing a blob."""
+        try:
+            async with self.core.engine.connect() as conn:
+                rows = (await conn.execute(
+                    _IDENTICAL, {"uids": list({i.facts.sop_uid for i in batch})})).all()
+        except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
+            raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
+        stored = {r.sop_uid: r.sha256 for r in rows}
+        todo = []
+        for item in batch:
+            if stored.get(item.facts.sop_uid) == item.spooled.sha256:
+                item.future.set_result((Indexed("duplicate"), None))
+            else:
+                todo.append(item)
+        return todo
+
+    async def _make_durable(self, items: list[_Item]) -> None:
+        blobs = self.core.blobs
+        outcomes = await self.core.run_blocking(blobs.commit_many, [i.spooled for i in items])
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, NoSpace):
+                item.error = StorageFull(f"storage is full: {outcome}")
+            elif isinstance(outcome, BaseException):
+                item.error = outcome
+            else:
+                item.key = outcome
+
+    async def _index(self, items: list[_Item]) -> None:
+        if not items:
+            return
+        ordered = sorted(items, key=_lock_order)
+        policy = self.core.settings.duplicate_policy
+        hooks = self.core.extensions.index_hooks
+        try:
+            async with self.core.engine.begin() as conn:
+                series_pks: set[int] = set()
+                for item in ordered:
+                    assert item.key is not None
+                    blob = {"blob_key": item.key, "size_bytes": item.spooled.size,
+                            "sha256": item.spooled.sha256}
+                    try:
+                        async with conn.begin_nested():
+                            indexed = await upsert_instance(
+                                conn, item.facts, blob, item.attribution, policy, recount_now=False
+                            )
+                            for hook in hooks:
+                                await hook(conn, item.facts, indexed.study_pk)
+                    except (OperationalError, InterfaceError, OSError, ConnectionError):
+                        raise
+                    except Exception as exc:  # this instance fails alone
+                        item.error = _db_error(exc)
+                        continue
+                    item.indexed = indexed
+                    series_pks.update(indexed.series_pks)
+                if series_pks:
+                    await recount(conn, sorted(series_pks))
+        except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
+            for item in items:
+                item.indexed, item.error = None, ArchiveUnavailable(f"index unavailable: {exc}")
+        except DBAPIError as exc:
+            for item in items:
+                item.indexed, item.error = None, _db_error(exc)
+
+    def _fail(self, item: _Item, exc: BaseException) -> None:
+        if item.key is not None:
+            self.core.blobs.delete(item.key)
+            item.key = None
+        item.future.set_exception(exc)
+
+
+def _lock_order(item: _Item) -> tuple[str, str, str, str, str]:
+    c = item.facts.columns
+    return (str(c.get("patient_id") or ""), str(c.get("issuer") or ""), item.facts.study_uid,
+            item.facts.series_uid, item.facts.sop_uid)
+
+
+def _db_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, ArchiveError):
+        return exc
+    if isinstance(exc, DBAPIError) and (
+        "deadlock" in str(exc).lower() or "serializ" in str(exc).lower()
+    ):
+        return ArchiveUnavailable(f"index busy, retry: {exc.orig}")
+    return exc
+
+
+_committers: dict[tuple[int, int], GroupCommitter] = {}
+
+
+def committer(core: Core) -> GroupCommitter:
+    """The group committer of this core on the running loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    key = (id(core), id(loop))
+    found = _committers.get(key)
+    if found is None or found.core is not core or found.loop is not loop or found.loop.is_closed():
+        found = _committers[key] = GroupCommitter(core, loop)
+    return found
+
+
+async def close(core: Core) -> None:
+    """Stop the writers of this core (after in-flight ingests have finished)."""
+    for key, found in list(_committers.items()):
+        if found.core is core:
+            del _committers[key]
+            await found.close()

@@ -1,0 +1,55 @@
+"""`archive serve` with no database URL runs (and stops) an embedded PostgreSQL in the data dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import requests
+from dicomweb_client.api import DICOMwebClient
+
+from tests import factories as f
+from tests.conftest import free_port
+
+
+def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "postgres" in (p.info["name"] or "") and str(data_dir) in cmd:
+            found.append(p)
+    return found
+
+
+def test_serve_without_database_url_uses_embedded_postgres(tmp_path: Path) -> None:
+    data_dir, http, dimse = tmp_path / "data", free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archive", "serve", "--data-dir", str(data_dir),
+         "--http-port", str(http), "--dimse-port", str(dimse)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{http}/dicom-web"
+        for _ in range(300):
+            try:
+                requests.post(url + "/studies", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        result = DICOMwebClient(url).store_instances([f.image("emb")])
+        assert len(result.ReferencedSOPSequence) == 1
+        assert (data_dir / "postgres" / "PG_VERSION").exists()
+        assert postgres_processes(data_dir / "postgres")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    for _ in range(50):
+        if not postgres_processes(data_dir / "postgres"):
+            break
+        time.sleep(0.1)
+    assert not postgres_processes(data_dir / "postgres"), "embedded PostgreSQL left running"
