@@ -37,6 +37,10 @@ log = logging.getLogger("archive.group_commit")
 MAX_BATCH = 64
 WRITERS = 2
 
+class _RetryIsolated(Exception):
+    """An instance of an optimistic (savepoint-free) batch failed: redo it isolated."""
+
+
 _IDENTICAL = text("SELECT sop_uid, sha256 FROM instance WHERE sop_uid = ANY(:uids)")
 
 
@@ -137,40 +141,53 @@ class GroupCommitter:
                 item.key = outcome
 
     async def _index(self, items: list[_Item]) -> None:
+        """Index the batch in one transaction. First without savepoints (two statements fewer
+        per instance); if any instance fails, the batch is redone with a savepoint each so
+        that it fails alone."""
         if not items:
             return
         ordered = sorted(items, key=_lock_order)
-        policy = self.core.settings.duplicate_policy
-        hooks = self.core.extensions.index_hooks
         try:
-            async with self.core.engine.begin() as conn:
-                series_pks: set[int] = set()
+            try:
+                await self._index_once(ordered, isolate=False)
+            except _RetryIsolated:
                 for item in ordered:
-                    assert item.key is not None
-                    blob = {"blob_key": item.key, "size_bytes": item.spooled.size,
-                            "sha256": item.spooled.sha256}
-                    try:
-                        async with conn.begin_nested():
-                            indexed = await upsert_instance(
-                                conn, item.facts, blob, item.attribution, policy, recount_now=False
-                            )
-                            for hook in hooks:
-                                await hook(conn, item.facts, indexed.study_pk)
-                    except (OperationalError, InterfaceError, OSError, ConnectionError):
-                        raise
-                    except Exception as exc:  # this instance fails alone
-                        item.error = _db_error(exc)
-                        continue
-                    item.indexed = indexed
-                    series_pks.update(indexed.series_pks)
-                if series_pks:
-                    await recount(conn, sorted(series_pks))
+                    item.indexed, item.error = None, None
+                await self._index_once(ordered, isolate=True)
         except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
             for item in items:
                 item.indexed, item.error = None, ArchiveUnavailable(f"index unavailable: {exc}")
         except DBAPIError as exc:
             for item in items:
                 item.indexed, item.error = None, _db_error(exc)
+
+    async def _index_once(self, ordered: list[_Item], isolate: bool) -> None:
+        policy = self.core.settings.duplicate_policy
+        hooks = self.core.extensions.index_hooks
+        async with self.core.engine.begin() as conn:
+            series_pks: set[int] = set()
+            for item in ordered:
+                assert item.key is not None
+                blob = {"blob_key": item.key, "size_bytes": item.spooled.size,
+                        "sha256": item.spooled.sha256}
+                try:
+                    async with conn.begin_nested() if isolate else contextlib.nullcontext():
+                        indexed = await upsert_instance(
+                            conn, item.facts, blob, item.attribution, policy, recount_now=False
+                        )
+                        for hook in hooks:
+                            await hook(conn, item.facts, indexed.study_pk)
+                except (OperationalError, InterfaceError, OSError, ConnectionError):
+                    raise
+                except Exception as exc:  # this instance fails alone
+                    if not isolate:
+                        raise _RetryIsolated from exc
+                    item.error = _db_error(exc)
+                    continue
+                item.indexed = indexed
+                series_pks.update(indexed.series_pks)
+            if series_pks:
+                await recount(conn, sorted(series_pks))
 
     def _fail(self, item: _Item, exc: BaseException) -> None:
         if item.key is not None:

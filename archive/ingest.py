@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from archive import group_commit
@@ -22,6 +28,8 @@ from archive.instance import InstanceFacts, read_instance
 from storage.base import Spooled
 
 log = logging.getLogger("archive.ingest")
+PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_POOL: ProcessPoolExecutor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +69,7 @@ async def _ingest(
     blobs = core.blobs
     facts: InstanceFacts | None = None
     try:
-        facts = await core.run_blocking(read_instance, spooled.path, spooled.size)
+        facts = await parse(core, spooled)
         if expected_study is not None and facts.study_uid != expected_study:
             raise StudyMismatch(
                 f"StudyInstanceUID {facts.study_uid} differs from the request's {expected_study}"
@@ -87,6 +95,42 @@ async def _ingest(
                "site": caller.site, "ae_title": caller.ae_title},
     )
     return _stored(facts, indexed.outcome)
+
+
+async def parse(core: Core, spooled: Spooled) -> InstanceFacts:
+    """Parse a spooled instance in a worker process: header parsing is the biggest CPU cost of
+    ingest, and in worker processes it runs beside the event loop instead of holding its GIL."""
+    global _POOL
+    if _POOL is None:
+        try:
+            _POOL = ProcessPoolExecutor(
+                max_workers=PARSE_WORKERS, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init, initargs=(os.getpid(),),
+            )
+        except (OSError, ValueError) as exc:  # no process support: parse in a thread
+            log.warning("no parse worker processes (%s); parsing in threads", exc)
+            return await core.run_blocking(read_instance, spooled.path, spooled.size)
+    pool = _POOL
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, read_instance, spooled.path, spooled.size
+        )
+    except BrokenProcessPool:
+        if _POOL is pool:  # a worker died (e.g. killed): start a new pool next time
+            _POOL = None
+            pool.shutdown(wait=False)
+        return await core.run_blocking(read_instance, spooled.path, spooled.size)
+
+
+def _worker_init(parent: int) -> None:
+    """Parse workers exit when the archive does, even after kill -9 (no orphans left)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def _stored(facts: InstanceFacts, outcome: str) -> Stored:

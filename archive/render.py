@@ -70,7 +70,7 @@ def parse_params(query: Mapping[str, str], media: str, thumbnail: bool = False) 
         if width <= 0 or not math.isfinite(center + width):
             raise InvalidRequest("window width must be positive")
         window = (center, width, function)
-    quality = 90 if thumbnail else 95
+    quality = 90
     if "quality" in query:
         try:
             quality = int(query["quality"])
@@ -88,7 +88,19 @@ def _first(header: dict[str, Any], tag: str) -> Any:
 
 def _voi(arr: np.ndarray[Any, Any], header: dict[str, Any],
          window: tuple[float, float, str] | None) -> np.ndarray[Any, Any]:
-    """Modality LUT then VOI LUT (PS3.3 C.11.2.1.2) to 0..255."""
+    """Modality LUT then VOI LUT (PS3.3 C.11.2.1.2) to 0..255.
+
+    Integer images go through a lookup table over their value range (one gather instead of
+    float arithmetic on every pixel)."""
+    if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2 and arr.size > 4096:
+        lo, hi = int(arr.min()), int(arr.max())
+        lut = _voi_values(np.arange(lo, hi + 1, dtype=np.int32), header, window)
+        return lut[arr.astype(np.int32) - lo]
+    return _voi_values(arr, header, window)
+
+
+def _voi_values(arr: np.ndarray[Any, Any], header: dict[str, Any],
+                window: tuple[float, float, str] | None) -> np.ndarray[Any, Any]:
     slope = float(_first(header, "00281053") or 1)
     intercept = float(_first(header, "00281052") or 0)
     values = arr.astype(np.float32) * slope + intercept

@@ -263,17 +263,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
+def _url(base: str, path: str, params: dict[str, str]) -> str:
+    """`*`, `^` and `,` unencoded: Orthanc's DICOMweb plugin does not decode `%2A` in values."""
+    from urllib.parse import urlencode
+
+    return base + path + ("?" + urlencode(params, safe="*^,") if params else "")
+
+
 def time_http(base: str, instances: int, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     session = requests.Session()
     for name, make in queries(instances).items():
         path, params = make(0)
-        session.get(base + path, params=params, timeout=120).raise_for_status()  # warm-up
+        session.get(_url(base, path, params), timeout=120).raise_for_status()  # warm-up
         samples, counts = [], []
         for i in range(1, repeat + 1):
             path, params = make(i)
             t0 = time.perf_counter()
-            r = session.get(base + path, params=params, timeout=120)
+            r = session.get(_url(base, path, params), timeout=120)
             body = r.json()
             samples.append((time.perf_counter() - t0) * 1000)
             r.raise_for_status()
@@ -318,19 +325,24 @@ def time_cfind(settings: Settings, instances: int, repeat: int) -> dict[str, Any
             for k, v in samples.items()}
 
 
-def bench_size(server_url: str, instances: int, repeat: int, keep: bool, tmp: Path) -> dict[str, Any]:
-    name = f"archive_bench_{instances}_{uuid.uuid4().hex[:6]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+def bench_size(server_url: str, instances: int, repeat: int, keep: bool, tmp: Path,
+               reuse: str | None = None) -> dict[str, Any]:
+    name = reuse or f"archive_bench_{instances}_{uuid.uuid4().hex[:6]}"
     url = _with_db(server_url, name)
+    fill_s: float | None = None
+    steps: dict[str, float] = {}
     try:
-        upgrade(url)
-        t0 = time.perf_counter()
-        steps = asyncio.run(_fill(url, instances))
-        fill_s = round(time.perf_counter() - t0, 1)
-        print(f"filled {instances} instances in {fill_s}s", file=sys.stderr, flush=True)
+        if not reuse:
+            asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+            upgrade(url)
+            t0 = time.perf_counter()
+            steps = asyncio.run(_fill(url, instances))
+            fill_s = round(time.perf_counter() - t0, 1)
+            print(f"filled {instances} instances in {fill_s}s", file=sys.stderr, flush=True)
         with serving(url, tmp / name) as settings:
             base = f"http://127.0.0.1:{settings.http_port}/dicom-web"
-            result = {"instances": instances, "fill_seconds": fill_s, "fill_steps": steps,
+            result = {"instances": instances, "database": name, "fill_seconds": fill_s,
+                      "fill_steps": steps,
                       "qido": time_http(base, instances, repeat),
                       "cfind": time_cfind(settings, instances, repeat)}
         return result
@@ -417,15 +429,18 @@ def stow_all(base: str, instances: int) -> float:
 
 
 def compare_orthanc(server_url: str, orthanc: str, orthanc_dimse: str | None, instances: int,
-                    repeat: int, tmp: Path) -> dict[str, Any]:
+                    repeat: int, tmp: Path, keep: bool = False, reuse: str | None = None,
+                    orthanc_filled: bool = False) -> dict[str, Any]:
     """The same data stored into both servers by STOW-RS; the same queries, alternating."""
-    name = f"archive_bench_cmp_{uuid.uuid4().hex[:6]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    name = reuse or f"archive_bench_cmp_{instances}_{uuid.uuid4().hex[:6]}"
+    if not reuse:
+        asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
     url = _with_db(server_url, name)
     try:
         with serving(url, tmp / name) as settings:
             ours = f"http://127.0.0.1:{settings.http_port}/dicom-web"
-            stow = {"ours_s": stow_all(ours, instances), "orthanc_s": stow_all(orthanc, instances)}
+            stow = {"ours_s": None if reuse else stow_all(ours, instances),
+                    "orthanc_s": None if orthanc_filled else stow_all(orthanc, instances)}
             print(f"stored {instances} instances: {stow}", file=sys.stderr, flush=True)
             rounds: dict[str, dict[str, Any]] = {"ours": {}, "orthanc": {}}
             for label, base in (("ours", ours), ("orthanc", orthanc), ("ours2", ours),
@@ -444,9 +459,11 @@ def compare_orthanc(server_url: str, orthanc: str, orthanc_dimse: str | None, in
                 peer = replace(settings, dimse_port=int(port), ae_title=aet)
                 result["cfind"] = {"ours": time_cfind(settings, instances, repeat),
                                    "orthanc": time_cfind(peer, instances, repeat)}
+        result["database"] = name
         return result
     finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not keep:
+            asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -466,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-orthanc", metavar="DICOMWEB_URL",
                     help="store the data into this (empty) Orthanc and ours by STOW, compare")
     ap.add_argument("--orthanc-dimse", metavar="HOST:PORT:AET", help="also compare C-FIND")
+    ap.add_argument("--orthanc-filled", action="store_true",
+                    help="Orthanc already holds the generated data: do not store it again")
+    ap.add_argument("--reuse-db", help="an existing (kept) comparison database of ours")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="archive-bench-query-"))
     results = []
@@ -474,10 +494,12 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--compare-orthanc needs --database-url")
         for n in args.instances:
             results.append(compare_orthanc(sync_url(args.database_url), args.compare_orthanc,
-                                           args.orthanc_dimse, n, args.repeat, tmp))
+                                           args.orthanc_dimse, n, args.repeat, tmp, args.keep,
+                                           args.reuse_db, args.orthanc_filled))
     elif args.database_url:
         for n in args.instances:
-            results.append(bench_size(sync_url(args.database_url), n, args.repeat, args.keep, tmp))
+            results.append(bench_size(sync_url(args.database_url), n, args.repeat, args.keep, tmp,
+                                      args.reuse_db))
     else:
         with embedded_postgres(tmp / "pg") as url:
             for n in args.instances:

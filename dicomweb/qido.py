@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from archive.query import Level, more_results, parse_query, search
+from archive.query import BUFFERED, Level, more_results, parse_query, search, search_page
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_xml import to_xml
 from dicomweb.keys import CORE
@@ -42,14 +42,32 @@ async def _respond(
         scope=scope, scoped_to=scoped_to,
     )
     caller = caller_from_request(request)
-    headers = {}
+    headers: dict[str, str] = {}
+    if spec.capped and spec.limit is not None and spec.limit <= BUFFERED:
+        # The usual case: fetch limit + 1 rows to learn whether to warn, in one query.
+        page, more = await search_page(core, spec, caller)
+        if more:
+            headers["Warning"] = MORE.format(host=request.host)
+        return await _send(request, media, _from_list(page), headers)
     if await more_results(core, spec, caller):
         headers["Warning"] = MORE.format(host=request.host)
     async with aclosing(search(core, spec, caller)) as results:
-        first = await anext(results, None)  # errors surface before any byte is sent
-        if media == XML:
-            return await _xml(request, first, results, headers)
-        return await _json(request, first, results, headers)
+        return await _send(request, media, results, headers)
+
+
+async def _from_list(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    for item in items:
+        yield item
+
+
+async def _send(
+    request: web.Request, media: str, results: AsyncIterator[dict[str, Any]],
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    first = await anext(results, None)  # errors surface before any byte is sent
+    if media == XML:
+        return await _xml(request, first, results, headers)
+    return await _json(request, first, results, headers)
 
 
 async def _json(

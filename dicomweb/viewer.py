@@ -16,6 +16,7 @@ cross-origin isolated (SharedArrayBuffer for volume rendering).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import mimetypes
 import re
@@ -129,6 +130,7 @@ class ViewerFiles:
     root: Path
     mount: str = MOUNT
     _cache: dict[Path, tuple[float, bytes | None]] = field(default_factory=dict)
+    _gzip: dict[Path, tuple[float, bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
@@ -164,6 +166,15 @@ class ViewerFiles:
         self._cache[path] = (mtime, result)
         return result
 
+    def gzipped(self, path: Path, body: bytes) -> bytes:
+        """gzip of a rewritten file, computed once per version (mtime) of the file."""
+        mtime = self._cache[path][0]
+        hit = self._gzip.get(path)
+        if hit is None or hit[0] != mtime:
+            hit = (mtime, gzip.compress(body, compresslevel=1))
+            self._gzip[path] = hit
+        return hit[1]
+
 
 VIEWER = web.AppKey("viewer_files", ViewerFiles)
 
@@ -192,9 +203,18 @@ async def asset(request: web.Request) -> web.StreamResponse:
     if path is None:
         return await index(request)
     body = await asyncio.to_thread(files.rewritten, path)
-    if body is not None:
-        return web.Response(body=body, content_type=_typed(path), headers=ISOLATION)
-    return web.FileResponse(path, headers={**ISOLATION, "Content-Type": _typed(path)})
+    if body is None:  # sent as on disk: FileResponse does ETag/Last-Modified/Range itself
+        return web.FileResponse(path, headers={**ISOLATION, "Content-Type": _typed(path)})
+    etag = f'"{path.stat().st_mtime_ns:x}-{len(body):x}"'
+    headers = {**ISOLATION, "ETag": etag, "Cache-Control": "no-cache"}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        # the entry bundle is ~17 MB of JS: compress once, not per request
+        zipped = await asyncio.to_thread(files.gzipped, path, body)
+        return web.Response(body=zipped, content_type=_typed(path),
+                            headers={**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return web.Response(body=body, content_type=_typed(path), headers=headers)
 
 
 async def to_mount(request: web.Request) -> web.StreamResponse:

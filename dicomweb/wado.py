@@ -245,6 +245,7 @@ async def _metadata_xml(request: web.Request, core: Core, caller: Caller, scope:
     await resp.prepare(request)
     for loc in located:
         header = dict(loc.header or {})
+        header["00083002"] = {"vr": "UI", "Value": [loc.transfer_syntax]}
         if loc.pixels:
             tag = loc.pixels["tag"]
             header[tag] = {"vr": loc.pixels["vr"], "BulkDataURI": f"bulk:{tag}"}

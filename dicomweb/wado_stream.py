@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import zipfile
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from archive.transcode import transcode_file
 from dicomweb.multipart import closing, new_boundary, part_header
 
 CHUNK = 1024 * 1024
+log = logging.getLogger("dicomweb.wado")
 
 
 def _read(path: str, offset: int, size: int) -> bytes:
@@ -66,15 +68,18 @@ async def multipart_dicom(
     else:
         resp.enable_chunked_encoding()
     await resp.prepare(request)
-    for head, loc, ts in zip(heads, located, syntaxes, strict=True):
-        await resp.write(head)
-        if ts == loc.transfer_syntax:
-            await send_file(request, resp, core, loc)
-        else:
-            await resp.write(await core.run_blocking(transcode_file, loc, ts))
-        await resp.write(b"\r\n")
-    await resp.write(closing(boundary))
-    await resp.write_eof()
+    try:
+        for head, loc, ts in zip(heads, located, syntaxes, strict=True):
+            await resp.write(head)
+            if ts == loc.transfer_syntax:
+                await send_file(request, resp, core, loc)
+            else:
+                await resp.write(await core.run_blocking(transcode_file, loc, ts))
+            await resp.write(b"\r\n")
+        await resp.write(closing(boundary))
+        await resp.write_eof()
+    except ConnectionError:  # the client went away mid-stream: nothing left to answer
+        log.info("retrieve aborted by the client after %d bytes", resp.body_length)
     return resp
 
 

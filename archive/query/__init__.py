@@ -10,6 +10,7 @@ Every query applies `visible_to(caller)` to the study table and ANDs the extensi
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -23,9 +24,10 @@ from archive.query.spec import Level, QuerySpec
 from archive.query.sql import study_pk_select
 
 __all__ = ["Level", "QuerySpec", "more_results", "parse_query", "search", "search_all",
-           "study_pk_select"]
+           "search_page", "study_pk_select"]
 
 BATCH = 200
+BUFFERED = 2000  # pages up to this size are fetched in one go; larger ones stream from a cursor
 
 
 async def search(
@@ -35,13 +37,18 @@ async def search(
     stmt = sql.page(spec, caller, results.columns(spec, caller))
     try:
         async with core.engine.connect() as conn:
+            if spec.limit is not None and spec.limit <= BUFFERED:
+                # A bounded page: one round trip, no cursor, no transaction to manage.
+                rows = (await conn.execute(stmt)).all()
+                for start in range(0, len(rows), BATCH):
+                    async for dataset in _shaped(core, conn, spec, rows[start:start + BATCH]):
+                        yield dataset
+                return
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             async with conn.begin():
                 stream = await conn.stream(stmt)
-                async for rows in stream.partitions(BATCH):
-                    datasets = [results.build(spec, row) for row in rows]
-                    await _merge_extensions(core, conn, spec, rows, datasets)
-                    for dataset in datasets:
+                async for part in stream.partitions(BATCH):
+                    async for dataset in _shaped(core, conn, spec, part):
                         yield dataset
     except (OperationalError, InterfaceError, OSError) as exc:
         raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
@@ -51,8 +58,27 @@ async def search(
         raise
 
 
+async def _shaped(
+    core: Core, conn: AsyncConnection, spec: QuerySpec, rows: Any
+) -> AsyncGenerator[dict[str, Any], None]:
+    datasets = [results.build(spec, row) for row in rows]
+    await _merge_extensions(core, conn, spec, rows, datasets)
+    for dataset in datasets:
+        yield dataset
+
+
 async def search_all(core: Core, spec: QuerySpec, caller: Caller) -> list[dict[str, Any]]:
     return [d async for d in search(core, spec, caller)]
+
+
+async def search_page(
+    core: Core, spec: QuerySpec, caller: Caller
+) -> tuple[list[dict[str, Any]], bool]:
+    """A bounded page and whether more matches follow it (one query: limit + 1 rows)."""
+    if spec.limit is None:
+        return await search_all(core, spec, caller), False
+    found = await search_all(core, replace(spec, limit=spec.limit + 1), caller)
+    return found[: spec.limit], len(found) > spec.limit
 
 
 async def more_results(core: Core, spec: QuerySpec, caller: Caller) -> bool:

@@ -19,9 +19,13 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+# Header + Available Transfer Syntax UID (0008,3002: the stored syntax, so a viewer knows what
+# `transfer-syntax=*` will return) + Pixel Data as a BulkDataURI marker.
 METADATA_EXPR = (
-    "(CASE WHEN {t}.pixels IS NULL THEN {t}.header "
-    "ELSE {t}.header || jsonb_build_object({t}.pixels->>'tag', jsonb_build_object("
+    "({t}.header || jsonb_build_object('00083002', jsonb_build_object('vr', 'UI', 'Value', "
+    "jsonb_build_array({t}.transfer_syntax))) || "
+    "CASE WHEN {t}.pixels IS NULL THEN '{{}}'::jsonb "
+    "ELSE jsonb_build_object({t}.pixels->>'tag', jsonb_build_object("
     "'vr', {t}.pixels->>'vr', 'BulkDataURI', 'bulk:' || ({t}.pixels->>'tag'))) END)::text"
 )
 
@@ -49,7 +53,8 @@ STATEMENTS = [
     "ALTER TABLE instance ADD COLUMN metadata text",
     LZ4,
     FUNCTION,
-    "CREATE TRIGGER instance_metadata BEFORE INSERT OR UPDATE OF header, pixels ON instance "
+    "CREATE TRIGGER instance_metadata BEFORE INSERT OR UPDATE OF header, pixels, transfer_syntax "
+    "ON instance "
     "FOR EACH ROW EXECUTE FUNCTION archive_instance_metadata()",
     f"UPDATE instance SET metadata = {METADATA_EXPR.format(t='instance')}",
     "ALTER TABLE instance ALTER COLUMN metadata SET NOT NULL",

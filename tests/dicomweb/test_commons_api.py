@@ -208,6 +208,8 @@ def test_cohort_root_sees_only_its_studies(loaded: Loaded) -> None:
     member = sorted(want)[0]
     meta = client.retrieve_study_metadata(member)
     assert meta[0]["0020000D"]["Value"] == [member]
+    [found] = client.search_for_studies(search_filters={"StudyInstanceUID": member})
+    assert found["00081190"]["Value"][0] == f"{root}/studies/{member}"  # URLs keep the root
 
 
 def test_cohort_root_is_read_only_and_unknown_cohorts_404(loaded: Loaded) -> None:
@@ -320,3 +322,99 @@ def test_cohort_root_hides_other_studies_on_every_route(loaded: Loaded) -> None:
             params = {"StudyInstanceUID": member.uid}
         r = requests.get(base + _fill(path, member), params=params, timeout=30)
         assert r.status_code == 200, (template, r.status_code, r.text[:200])
+
+
+def _terms() -> dict[str, Any]:
+    from archive.commons.playbook import read_playbook, shipped_playbook
+
+    return {t.code: t for t in read_playbook(shipped_playbook().read_text("utf-8")).terms}
+
+
+TERMS = _terms()
+
+
+def _term(attr: str, pred: Any) -> Any:
+    def check(L: Loaded, c: Case, s: Study) -> bool:
+        code = L.commons.code_of(s)
+        return code is not None and pred(getattr(TERMS[code], attr) or "")
+    return check
+
+
+def _clin(pred: Any) -> Any:
+    return lambda L, c, s: c.has_clinical and pred(c, s)
+
+
+def _any(rows: str, pred: Any) -> Any:
+    return _clin(lambda c, s: any(pred(r) for r in getattr(c, rows)))
+
+
+EVERY_KEY: dict[str, tuple[str, Any]] = {
+    "commons.site": ("SITE_B", lambda L, c, s: s.site == "SITE_B"),
+    "commons.dataset": ("SITE_A_*", lambda L, c, s: s.site == "SITE_A"),
+    "commons.loinc_code": ("36554-4", lambda L, c, s: L.commons.code_of(s) == "36554-4"),
+    "commons.loinc_long_common_name": ("*portable*",
+                                       _term("long_common_name", lambda v: "Portable" in v)),
+    "commons.loinc_system": ("Chest", _term("body_system", lambda v: v == "Chest")),
+    "commons.loinc_method": ("CT.angio", _term("method", lambda v: v == "CT.angio")),
+    "commons.loinc_contrast": ("W", _term("contrast", lambda v: v == "W")),
+    "commons.mapping_version": ("1", lambda L, c, s: L.commons.code_of(s) is not None),
+    "commons.case.id": ("A0001?", _clin(lambda c, s: c.case_id[:5] == "A0001")),
+    "commons.case.site": ("SITE_C", _clin(lambda c, s: c.site == "SITE_C")),
+    "commons.case.sex": ("male", _clin(lambda c, s: c.sex == "Male")),
+    "commons.case.race": ("Black*", _clin(lambda c, s: c.race.startswith("Black"))),
+    "commons.case.ethnicity": ("hispanic or latino",
+                               _clin(lambda c, s: c.ethnicity == "Hispanic or Latino")),
+    "commons.case.age_at_index": ("30..50", _clin(lambda c, s: 30 <= c.age <= 50)),
+    "commons.case.age_at_index_gt89": ("no", _clin(lambda c, s: c.age <= 89)),
+    "commons.case.zip": ("1*,2*", _clin(lambda c, s: c.zip[0] in "12")),
+    "commons.case.covid19_positive": ("No", _clin(lambda c, s: c.covid19_positive == "No")),
+    "commons.case.index_event": ("Study Enrollment",
+                                 _clin(lambda c, s: c.index_event == "Study Enrollment")),
+    "commons.days_to_study": ("0..10", _clin(lambda c, s: s.days_to_study is not None
+                                             and 0 <= s.days_to_study <= 10)),
+    "commons.test.name": ("COVID-19", _clin(lambda c, s: bool(c.tests))),
+    "commons.test.method": ("RT-PCR", _any("tests", lambda t: t["test_method"] == "RT-PCR")),
+    "commons.test.result": ("Negative", _any("tests", lambda t: t["test_result"] == "Negative")),
+    "commons.test.days_from_index": ("15..", _any("tests", lambda t: t["days_from_index"] >= 15)),
+    "commons.test.days_from_study": ("..-5", lambda L, c, s: any(
+        d <= -5 for d in with_offsets(c, s))),
+    "commons.days_from_study_to_pos_covid_test": ("-3..3", lambda L, c, s: any(
+        -3 <= d <= 3 for d in with_offsets(c, s, "Positive"))),
+    "commons.days_from_study_to_neg_covid_test": ("0..10", lambda L, c, s: any(
+        0 <= d <= 10 for d in with_offsets(c, s, "Negative"))),
+    "commons.condition.code": ("I10", _any("conditions", lambda r: r["code"] == "I10")),
+    "commons.condition.name": ("covid*", _any("conditions", lambda r: r["name"] == "COVID-19")),
+    "commons.medication.code": ("3264", _any("medications", lambda r: True)),
+    "commons.medication.name": ("dexa*", _any("medications", lambda r: True)),
+    "commons.medication.type": ("systemic steroids", _any("medications", lambda r: True)),
+    "commons.procedure.code": ("5A1955Z", _any("procedures", lambda r: True)),
+    "commons.procedure.name": ("Breathing Support", _any("procedures", lambda r: True)),
+    "commons.observation.smoking_status": ("Former,Current", _any(
+        "observations", lambda r: r["answer"] in ("Former", "Current"))),
+}
+
+
+def test_every_commons_key_is_covered_below() -> None:
+    from archive.commons.fields import FIELDS
+
+    assert set(EVERY_KEY) == set(FIELDS) | {"commons.observation.smoking_status"}
+
+
+@pytest.mark.parametrize("key", sorted(EVERY_KEY))
+def test_every_commons_key_through_dicomweb_client(loaded: Loaded, key: str) -> None:
+    value, pred = EVERY_KEY[key]
+    want = uids(loaded, lambda c, s: pred(loaded, c, s))
+    assert want, f"the synthetic commons must exercise {key}"
+    assert qido(loaded.server.url, {key: value}) == want
+    curator = uids(loaded, lambda c, s: pred(loaded, c, s), sequestered=True)
+    assert qido(loaded.server.url, {key: value}, headers=AUTH) == curator
+
+
+def test_includefield_values_also_in_dicom_xml(loaded: Loaded) -> None:
+    s = next(s for s in loaded.commons.studies if loaded.commons.code_of(s) and not s.sequestered)
+    r = get(loaded, "/dicom-web/studies", params={
+        "StudyInstanceUID": s.uid, "includefield": "commons.loinc_code,commons.site"},
+        headers={"Accept": "multipart/related; type=\"application/dicom+xml\""})
+    assert r.status_code == 200, r.text[:300]
+    assert b'tag="00110010"' in r.content and b"IMAGING COMMONS" in r.content
+    assert f"<Value number=\"1\">{loaded.commons.code_of(s)}</Value>".encode() in r.content

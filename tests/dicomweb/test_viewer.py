@@ -143,3 +143,14 @@ def test_every_file_the_real_index_names_is_served(server_factory: Factory) -> N
     assert bad == []
     bundle = next(r for r in refs if "app.bundle" in r and r.endswith(".js"))
     assert '__webpack_require__.p = "/viewer/"' in get(server, bundle).text
+
+
+def test_rewritten_files_are_compressed_and_revalidated(server_factory: Factory, dist: Path) -> None:
+    server = server_factory(viewer_dir=dist)
+    js = get(server, "/viewer/app.bundle.0f61.js")  # requests asks for gzip and decodes it
+    assert js.headers["Content-Encoding"] == "gzip"
+    assert '__webpack_require__.p = "/viewer/";' in js.text
+    again = get(server, "/viewer/app.bundle.0f61.js", headers={"If-None-Match": js.headers["ETag"]})
+    assert again.status_code == 304 and again.content == b""
+    plain = get(server, "/viewer/app.bundle.0f61.js", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and plain.text == js.text

@@ -103,6 +103,7 @@ def test_dicomweb_client_metadata_served_with_bulkdata_uri(
     inst = client.retrieve_instance_metadata(study, series, ct[2].SOPInstanceUID)
     assert inst["00080018"]["Value"] == [ct[2].SOPInstanceUID]
     assert inst["00280030"]["Value"] == [0.5, 0.5]
+    assert inst["00083002"]["Value"] == [ExplicitVRLittleEndian]  # Available Transfer Syntax
 
 
 def test_metadata_does_not_open_files(server: RunningArchive, ct: list[pydicom.Dataset]) -> None:
@@ -391,3 +392,17 @@ def test_accept_query_parameter_overrides_header(server: RunningArchive,
     assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
     assert requests.get(series + "/thumbnail", headers={"Accept": OCTET_ANY},
                         timeout=30).status_code == 406
+
+
+def test_client_leaving_mid_stream_does_not_hurt_the_server(server: RunningArchive) -> None:
+    import socket
+
+    datasets = [f.image("gone", number=i + 1, rows=1024, columns=1024) for i in range(4)]
+    _stow_stream(server, datasets)
+    path = f"/dicom-web/studies/{datasets[0].StudyInstanceUID}"
+    with socket.create_connection(("127.0.0.1", server.settings.http_port)) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: multipart/related; "
+                  f"type=\"application/dicom\"; transfer-syntax=*\r\n\r\n".encode())
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    r = requests.get(f"{server.url}{path[len('/dicom-web'):]}", timeout=60)
+    assert r.status_code == 200 and len(parts(r)) == 4

@@ -52,12 +52,19 @@ class Case:
     tests: list[dict[str, Any]] = field(default_factory=list)
     studies: list[Study] = field(default_factory=list)
     has_clinical: bool = True
+    index_event: str = "COVID-19 Test"
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    medications: list[dict[str, Any]] = field(default_factory=list)
+    procedures: list[dict[str, Any]] = field(default_factory=list)
+    observations: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"case_id": self.case_id, "site": self.site, "sex": self.sex, "race": self.race,
                 "ethnicity": self.ethnicity, "age_at_index": self.age, "zip": self.zip,
-                "covid19_positive": self.covid19_positive, "index_event": "COVID-19 Test",
-                "tests": self.tests,
+                "covid19_positive": self.covid19_positive, "index_event": self.index_event,
+                "tests": self.tests, "conditions": self.conditions,
+                "medications": self.medications, "procedures": self.procedures,
+                "observations": self.observations,
                 "studies": [{"study_uid": s.uid, "days_to_study": s.days_to_study}
                             for s in self.studies if s.days_to_study is not None]}
 
@@ -115,6 +122,7 @@ def build(n_cases: int = 240, seed: int = 7) -> Commons:
                  rng.choice(RACES), rng.choice(("Hispanic or Latino", "Not Hispanic or Latino")),
                  age, f"{rng.randint(100, 999)}", "Yes" if positive else "No",
                  has_clinical=n % 20 != 19)
+        _events(c, n)
         for t in range(rng.randint(1, 3)):
             result = "Positive" if positive and t == 0 else rng.choice(("Negative", "Positive"))
             c.tests.append({"test_method": rng.choice(("RT-PCR", "Rapid antigen test")),
@@ -128,6 +136,26 @@ def build(n_cases: int = 240, seed: int = 7) -> Commons:
                                    _vary(rng, raw), days, sequestered=n % 25 == 24))
         cases.append(c)
     return Commons(cases, codes)
+
+
+def _events(c: Case, n: int) -> None:
+    """Coded clinical events, on fixed rules so the expected answers are easy to state."""
+    if n % 7 == 3:
+        c.index_event = "Study Enrollment"
+    if c.covid19_positive == "Yes":
+        c.conditions.append({"name": "COVID-19", "code": "U07.1", "code_system": "ICD-10-CM",
+                             "days_start": 0, "days_end": 14})
+    if n % 3 == 0:
+        c.conditions.append({"name": "Hypertension", "code": "I10", "code_system": "ICD-10-CM"})
+    if n % 4 == 1:
+        c.medications.append({"name": "dexamethasone", "code": "3264", "code_system": "RxNorm",
+                              "medication_type": "Systemic steroids", "days_start": 1,
+                              "days_end": 10})
+    if n % 5 == 2:
+        c.procedures.append({"name": "Breathing Support", "code": "5A1955Z",
+                             "code_system": "ICD-10-PCS", "days_start": 2})
+    c.observations.append({"name": "smoking_status",
+                           "answer": ("Never", "Former", "Current")[n % 3]})
 
 
 def datasets(commons: Commons, site: str) -> list[Any]:
