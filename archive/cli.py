@@ -54,7 +54,31 @@ def parser() -> argparse.ArgumentParser:
     from archive.cli_commons import add_commands
 
     add_commands(sub, _common)
+    _viewer_parser(sub)
     return ap
+
+
+def _viewer_parser(sub: Any) -> None:
+    v = sub.add_parser("viewer", help="get the prebuilt OHIF Viewer for serve --viewer-dir")
+    vsub = v.add_subparsers(dest="viewer_command", required=True)
+    f = vsub.add_parser("fetch", help="npm pack @ohif/app and unpack its dist/ (needs npm)")
+    f.add_argument("--to", type=Path, default=Path("ohif-viewer"),
+                   help="target folder (default ./ohif-viewer)")
+    f.add_argument("--ohif-version", default="3.13.2", help="@ohif/app version (tested: 3.13.2)")
+    f.add_argument("--slim", action="store_true",
+                   help="drop ort/ and dicom-microscopy-viewer/ (156 MB; viewing still works)")
+
+
+def _viewer(args: argparse.Namespace) -> int:
+    from dicomweb.viewer_fetch import fetch
+
+    try:
+        dest = fetch(args.to, args.ohif_version, args.slim)
+    except ConfigError as exc:
+        print(f"archive: {exc.reason}", file=sys.stderr)
+        return 2
+    print(f"OHIF {args.ohif_version} in {dest}; serve it with: archive serve --viewer-dir {dest}")
+    return 0
 
 
 def settings_from(args: argparse.Namespace) -> config.Settings:
@@ -70,6 +94,8 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "viewer":  # needs no settings
+        return _viewer(args)
     try:
         settings = settings_from(args)
     except ConfigError as exc:

@@ -97,9 +97,7 @@ async def _ingest(
     return _stored(facts, indexed.outcome)
 
 
-async def parse(core: Core, spooled: Spooled) -> InstanceFacts:
-    """Parse a spooled instance in a worker process: header parsing is the biggest CPU cost of
-    ingest, and in worker processes it runs beside the event loop instead of holding its GIL."""
+def _parse_pool() -> ProcessPoolExecutor | None:
     global _POOL
     if _POOL is None:
         try:
@@ -109,8 +107,24 @@ async def parse(core: Core, spooled: Spooled) -> InstanceFacts:
             )
         except (OSError, ValueError) as exc:  # no process support: parse in a thread
             log.warning("no parse worker processes (%s); parsing in threads", exc)
-            return await core.run_blocking(read_instance, spooled.path, spooled.size)
-    pool = _POOL
+    return _POOL
+
+
+def start_parse_workers() -> None:
+    """Start the parse workers now (at server start) rather than on the first ingest."""
+    pool = _parse_pool()
+    if pool is not None:
+        for _ in range(PARSE_WORKERS):
+            pool.submit(os.getpid)
+
+
+async def parse(core: Core, spooled: Spooled) -> InstanceFacts:
+    """Parse a spooled instance in a worker process: header parsing is the biggest CPU cost of
+    ingest, and in worker processes it runs beside the event loop instead of holding its GIL."""
+    global _POOL
+    pool = _parse_pool()
+    if pool is None:
+        return await core.run_blocking(read_instance, spooled.path, spooled.size)
     try:
         return await asyncio.get_running_loop().run_in_executor(
             pool, read_instance, spooled.path, spooled.size

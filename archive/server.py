@@ -18,6 +18,7 @@ from archive import commons, group_commit
 from archive.config import Settings
 from archive.core import Core
 from archive.index.engine import create_engine, embedded_postgres, upgrade
+from archive.ingest import start_parse_workers
 from archive.sweep import sweep_orphans
 from storage.filesystem import FileBlobStore
 
@@ -53,6 +54,7 @@ async def running(settings: Settings) -> AsyncIterator[Core]:
         core = Core(settings=settings, engine=engine, blobs=blobs)
         commons.register(core)
         core.idle.set()
+        start_parse_workers()
         runner = web.AppRunner(create_app(core), access_log=None, shutdown_timeout=30)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.http_port)

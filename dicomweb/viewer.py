@@ -137,7 +137,7 @@ class ViewerFiles:
         if not (self.root / "index.html").is_file():
             raise ConfigError(
                 f"--viewer-dir {self.root} has no index.html; get the viewer with "
-                "tools/get-viewer.sh (the dist/ folder of the npm package @ohif/app)"
+                "`archive viewer fetch --to DIR` (the dist/ of the npm package @ohif/app)"
             )
 
     def find(self, rel: str) -> Path | None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
+from archive.errors import ConfigError
+from dicomweb.viewer_fetch import fetch, unpack
 from tests.conftest import RunningArchive
 
 Factory = Callable[..., RunningArchive]
@@ -154,3 +158,33 @@ def test_rewritten_files_are_compressed_and_revalidated(server_factory: Factory,
     assert again.status_code == 304 and again.content == b""
     plain = get(server, "/viewer/app.bundle.0f61.js", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in plain.headers and plain.text == js.text
+
+
+def _tarball(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    tgz = tmp_path / "ohif-app-3.13.2.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return tgz
+
+
+def test_viewer_fetch_unpacks_dist_and_slims(tmp_path: Path) -> None:
+    tgz = _tarball(tmp_path, {
+        "package/package.json": b'{"name": "@ohif/app"}', "package/README.md": b"x",
+        "package/dist/index.html": INDEX.encode(), "package/dist/app.bundle.0f61.js": b"js",
+        "package/dist/ort/big.wasm": b"\0asm", "package/dist/dicom-microscopy-viewer/x.js": b"m",
+    })
+    dest = unpack(tgz, tmp_path / "viewer", "3.13.2", slim=True)
+    assert sorted(p.name for p in dest.iterdir()) == [
+        ".installed", ".package.json", "app.bundle.0f61.js", "index.html"]
+    # already there: fetch is a no-op and never calls npm
+    assert fetch(dest, "3.13.2", slim=True) == dest.resolve()
+
+
+def test_viewer_fetch_refuses_a_package_without_a_build(tmp_path: Path) -> None:
+    tgz = _tarball(tmp_path, {"package/package.json": b"{}", "package/dist/readme.txt": b"no"})
+    with pytest.raises(ConfigError, match="no prebuilt dist"):
+        unpack(tgz, tmp_path / "viewer", "3.13.2", slim=False)
+    assert not (tmp_path / "viewer").exists()

@@ -103,7 +103,13 @@ def findscu(server: RunningArchive, pairs: list[tuple[str, str]], level: str, ou
             "-k", f"QueryRetrieveLevel={level}", "-k", "SpecificCharacterSet=ISO_IR 192",
             "-k", "StudyInstanceUID"]
     for key, value in pairs:
-        name = key if not key[:4].isdigit() else f"{key[:4]},{key[4:]}"
+        parts = [p if not p[:4].isdigit() else f"({p[:4]},{p[4:]})" for p in key.split(".")]
+        name = "[0].".join(parts)  # DCMTK's path syntax: Sequence[0].Key
+        if key.startswith("0009"):
+            # DCMTK knows no VR for this private tag, sends it as UN, and parses a UN value as
+            # backslash-separated hex bytes.
+            args += ["-k", "(0009,0010)=ACME 1.0"]
+            value = "\\".join(f"{b:02x}" for b in value.encode())
         if key == "StudyInstanceUID" and value:
             args[args.index("StudyInstanceUID")] = f"StudyInstanceUID={value}"
             continue

@@ -27,7 +27,6 @@ def case(id: str, keys: dict[str, str], expected: str, level: str = "STUDY",
 
 
 QIDO_ONLY = frozenset({"qido"})
-NO_FINDSCU = frozenset({"qido", "pynetdicom"})
 
 CASES = [
     # single value: case-sensitive except PN
@@ -63,12 +62,11 @@ CASES = [
     # attributes outside the indexed columns (stored DICOM JSON)
     case("json-attribute", {"InstitutionName": "General Hospital"}, "AC"),
     case("json-attribute-wildcard", {"InstitutionName": "Other*"}, "B"),
-    case("sequence-path", {"ProcedureCodeSequence.CodeValue": "P1"}, "A", doors=NO_FINDSCU),
-    case("sequence-path-by-tag", {"00081032.00080100": "P2"}, "B", doors=NO_FINDSCU),
+    case("sequence-path", {"ProcedureCodeSequence.CodeValue": "P1"}, "A"),
+    case("sequence-path-by-tag", {"00081032.00080100": "P2"}, "B"),
     case("sequence-same-item", {"ProcedureCodeSequence.CodeValue": "P1",
-                                "ProcedureCodeSequence.CodingSchemeDesignator": "OTHER"}, "",
-         doors=NO_FINDSCU),
-    case("private-attribute", {"00091001": "alpha"}, "A", doors=NO_FINDSCU),
+                                "ProcedureCodeSequence.CodingSchemeDesignator": "OTHER"}, ""),
+    case("private-attribute", {"00091001": "alpha"}, "A"),
     # relational: a lower level's attribute at study level
     case("series-attribute-at-study-level", {"Modality": "MR"}, "BC"),
     case("modalities-in-study", {"ModalitiesInStudy": "SR"}, "A"),
