@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=["full", "tiny"], default="full")
     ap.add_argument("--data", help="data set (default /tmp/archive-bench-data[-tiny], generated if missing)")
     ap.add_argument("--dicomweb", help="server under test; default: start our archive with bench/ours.sh")
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reset-cmd", help="empties the server before each run (needed for several runs)")
     ap.add_argument("--server-pid-file", help="PIDs to sample server CPU from")
     ap.add_argument("--stow", default="10x4,1x1", help="STOW-RS runs, K instances/request × N in flight")
-    ap.add_argument("--dimse-clients", default="storescu,cstore", help="storescu (DCMTK), cstore (pynetdicom)")
+    ap.add_argument("--dimse-clients", default="storescu,cstore",
+                    help="storescu (DCMTK), cstore (pynetdicom)")
     ap.add_argument("--concurrency", type=int, default=4, help="associations for C-STORE")
     a = ap.parse_args(argv)
     data = a.data or "/tmp/archive-bench-data" + ("-tiny" if a.preset == "tiny" else "")
@@ -45,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     started = a.dicomweb is None
     if started:
         subprocess.run([str(HERE / "ours.sh"), "start"], check=True, stdout=sys.stderr)
-        a.dicomweb = "http://127.0.0.1:%s/dicom-web" % os.environ.get("OURS_HTTP_PORT", "18142")
-        a.dimse = "127.0.0.1:%s:ARCHIVE" % os.environ.get("OURS_DICOM_PORT", "18143")
+        a.dicomweb = "http://127.0.0.1:{}/dicom-web".format(os.environ.get("OURS_HTTP_PORT", "18142"))
+        a.dimse = "127.0.0.1:{}:ARCHIVE".format(os.environ.get("OURS_DICOM_PORT", "18143"))
         a.reset_cmd = "%s reset" % (HERE / "ours.sh")
         a.server_pid_file = os.path.join(os.environ.get("BENCH_OURS_DIR", "/tmp/archive-bench-ours"),
                                          "server.pids")

@@ -64,13 +64,13 @@ def collect(results: dict[str, Any]) -> dict[str, dict[str, list[Any]]]:
         for sec in ("qido", "wado"):
             for name, r in res.get(sec, {}).items():
                 if r.get("supported") is False:
-                    who["%s:%s" % (sec, name)].append("unsupported (HTTP %s)" % r.get("status"))
+                    who[f"{sec}:{name}"].append("unsupported (HTTP {})".format(r.get("status")))
                 elif "median_ms" in r:
-                    who["%s:%s" % (sec, name)].append(r["median_ms"])
-                    who["wrong:%s:%s" % (sec, name)].append(r.get("wrong_results", 0))
+                    who[f"{sec}:{name}"].append(r["median_ms"])
+                    who[f"wrong:{sec}:{name}"].append(r.get("wrong_results", 0))
                 elif r.get("MB_per_s") is not None:
-                    who["%sMB:%s" % (sec, name)].append(r["MB_per_s"])
-                    who["wrong:%s:%s" % (sec, name)].append(r.get("wrong_results", 0) or 0)
+                    who[f"{sec}MB:{name}"].append(r["MB_per_s"])
+                    who[f"wrong:{sec}:{name}"].append(r.get("wrong_results", 0) or 0)
         if res.get("qido_load"):
             who["qido_load"].append(res["qido_load"]["queries_per_s"])
     return m
@@ -94,7 +94,7 @@ def fmt(v: Any, unit: str = "") -> str:
         return "–"
     if isinstance(v, str):
         return v
-    s = "%.0f" % v if abs(v) >= 100 else "%.1f" % v if abs(v) >= 10 else "%.2f" % v
+    s = f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
     return s + unit
 
 
@@ -133,13 +133,13 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         if co is not None:
             add("ingest", label + " server CPU ms/instance", co, cr, " ms", False, None)
     for key in sorted(k for k in ours if k.startswith("ingest:stow_10x") and k != "ingest:stow_10x4"):
-        add("ingest", "STOW-RS 10 inst/request × %s (inst/s)" % key.split("x")[-1], med(ours[key]),
+        add("ingest", "STOW-RS 10 inst/request × {} (inst/s)".format(key.split("x")[-1]), med(ours[key]),
             med(ref.get(key, [])), " /s", True, None)
     for key in sorted(k for k in set(ours) | set(ref) if k.startswith("qido:")):
         name = key.split(":", 1)[1]
         wrong = med(ours.get("wrong:" + key, [])) or 0
         add("qido", name + " p50", med(ours.get(key, [])), med(ref.get(key, [])), " ms", False,
-            4.0 if name in QIDO_HEAVY else 2.0, "ours: %s wrong answers" % wrong if wrong else "")
+            4.0 if name in QIDO_HEAVY else 2.0, f"ours: {wrong} wrong answers" if wrong else "")
     if ours.get("qido_load") or ref.get("qido_load"):
         add("qido", "mixed query load × 4 clients (queries/s)", med(ours.get("qido_load", [])),
             med(ref.get("qido_load", [])), " q/s", True, 2.0)
@@ -154,8 +154,8 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     for key, label, target in WADO:
         wrong = med(ours.get("wrong:wado:" + key, [])) or 0
         rwrong = med(ref.get("wrong:wado:" + key, [])) or 0
-        note = "; ".join(x for x in ("ours: %s incomplete/wrong" % wrong if wrong else "",
-                                     "Orthanc: %s incomplete/wrong" % rwrong if rwrong else "") if x)
+        note = "; ".join(x for x in (f"ours: {wrong} incomplete/wrong" if wrong else "",
+                                     f"Orthanc: {rwrong} incomplete/wrong" if rwrong else "") if x)
         add("wado", label, med(ours.get("wado:" + key, [])), med(ref.get("wado:" + key, [])), " ms",
             False, target, note)
     for key in sorted(k for k in ours if k.startswith("peak_rss:")):
@@ -180,19 +180,21 @@ def markdown(results: dict[str, Any], table: list[dict[str, Any]]) -> str:
     mach = meta["machine"]
     ds = meta.get("dataset", {})
     lines = [
-        "## Ours vs Orthanc, one run (%s → %s UTC)" % (meta["started_utc"], meta.get("finished_utc", "?")),
+        "## Ours vs Orthanc, one run ({} → {} UTC)".format(
+            meta["started_utc"], meta.get("finished_utc", "?")),
         "",
-        "Command: `%s`  " % meta["command"],
-        "Machine: %s, %s CPUs (%s), %s GB RAM, kernel %s, Python %s; load average at start %s.  "
-        % (mach["node"], mach["cpus"], mach["cpu_model"], mach["mem_GB"], mach["kernel"],
-           mach["python"], ", ".join("%.1f" % x for x in mach["loadavg_at_start"])),
-        "Data: %s instances, %.0f MB (%s).  " % (ds.get("instances"), ds.get("bytes", 0) / 1e6,
-                                                 ", ".join("%s×%s" % (v, k) for k, v in
+        "Command: `{}`  ".format(meta["command"]),
+        "Machine: {}, {} CPUs ({}), {} GB RAM, kernel {}, Python {}; load average at start {}.  "
+        .format(mach["node"], mach["cpus"], mach["cpu_model"], mach["mem_GB"], mach["kernel"],
+                mach["python"], ", ".join(f"{x:.1f}" for x in mach["loadavg_at_start"])),
+        "Data: {} instances, {:.0f} MB ({}).  ".format(ds.get("instances"), ds.get("bytes", 0) / 1e6,
+                                                 ", ".join(f"{v}×{k}" for k, v in
                                                            ds.get("transfer_syntaxes", {}).items())),
-        "Ours: source %s (git %s, %s uncommitted files), embedded PostgreSQL.  "
-        % (meta["source"]["path"], meta["source"]["git_head"][:10], meta["source"]["uncommitted_files"]),
-        "Orthanc: %s; SQLite index unless the row says PostgreSQL; TCP_NODELAY; "
-        "scalability profile (`bench/orthanc.sh`).  " % meta.get("orthanc"),
+        "Ours: source {} (git {}, {} uncommitted files), embedded PostgreSQL.  ".format(
+            meta["source"]["path"], meta["source"]["git_head"][:10],
+            meta["source"]["uncommitted_files"]),
+        "Orthanc: {}; SQLite index unless the row says PostgreSQL; TCP_NODELAY; "
+        "scalability profile (`bench/orthanc.sh`).  ".format(meta.get("orthanc")),
         "",
         "Ratio = ours as a multiple of the reference's speed (throughput ours/ref, latency ref/ours): "
         "higher is better.",
@@ -201,14 +203,14 @@ def markdown(results: dict[str, Any], table: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
-        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
             r["group"], r["metric"], fmt(r["ours"], r["unit"]), fmt(r["reference"], r["unit"]),
-            r["vs"], "%.2f×" % r["ratio"] if r["ratio"] is not None else "–",
-            "≥ %.2g×" % r["target"] if r["target"] else "", " ".join(
+            r["vs"], "{:.2f}×".format(r["ratio"]) if r["ratio"] is not None else "–",
+            "≥ {:.2g}×".format(r["target"]) if r["target"] else "", " ".join(
                 x for x in (r["verdict"], r["note"]) if x)))
     met = sum(1 for r in table if r["verdict"] == "met")
     total = sum(1 for r in table if r["target"])
-    lines += ["", "Targets met: %d of %d." % (met, total), ""]
+    lines += ["", f"Targets met: {met} of {total}.", ""]
     return "\n".join(lines)
 
 
@@ -263,7 +265,7 @@ def main(argv: list[str]) -> int:
     (out / "ratios.json").write_text(json.dumps(table, indent=1))
     md = markdown(results, table)
     made = plots(results, out)
-    md += "\n".join("![%s](%s)" % (p, p) for p in made) + "\n"
+    md += "\n".join(f"![{p}]({p})" for p in made) + "\n"
     (out / "table.md").write_text(md)
     print(md)
     return 0

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ SRC_DIRS = ("archive", "dicomweb", "dimse", "storage", "migrations")
 
 
 def log(*a: object) -> None:
-    print("[%s] run:" % time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+    print("[{}] run:".format(time.strftime("%H:%M:%S")), *a, file=sys.stderr, flush=True)
 
 
 class Server:
@@ -46,9 +47,9 @@ class Server:
         self.label, self.script, self.args = label, str(HERE / script), args
         self.env = dict(os.environ, **env)
         self.pid_file = os.path.join(state_dir, "server.pids")
-        self.dicomweb = "http://127.0.0.1:%d/dicom-web" % http
-        self.dimse = "127.0.0.1:%d:%s" % (dimse, aet)
-        self.reset_cmd = " ".join("%s=%s" % (k, v) for k, v in env.items()) + " %s reset" % self.script
+        self.dicomweb = f"http://127.0.0.1:{http}/dicom-web"
+        self.dimse = f"127.0.0.1:{dimse}:{aet}"
+        self.reset_cmd = " ".join(f"{k}={v}" for k, v in env.items()) + f" {self.script} reset"
 
     def _sh(self, *cmd: str) -> None:
         subprocess.run([self.script, *cmd], env=self.env, check=True, stdout=sys.stderr)
@@ -93,7 +94,7 @@ def _tree(roots: list[int]) -> set[int]:
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                stat = Path("/proc/%s/stat" % d).read_text()
+                stat = Path(f"/proc/{d}/stat").read_text()
             except OSError:
                 continue
             kids.setdefault(int(stat[stat.rfind(")") + 2:].split()[1]), []).append(int(d))
@@ -101,7 +102,7 @@ def _tree(roots: list[int]) -> set[int]:
     stack = list(roots)
     while stack:
         p = stack.pop()
-        if p not in seen and os.path.exists("/proc/%d" % p):
+        if p not in seen and os.path.exists(f"/proc/{p}"):
             seen.add(p)
             stack.extend(kids.get(p, []))
     return seen
@@ -109,7 +110,7 @@ def _tree(roots: list[int]) -> set[int]:
 
 def _mem(pid: int, field: str) -> int:
     try:
-        for line in Path("/proc/%d/smaps_rollup" % pid).read_text().splitlines():
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
@@ -137,15 +138,16 @@ def harness(server: Server, data: str, phases: str, out: Path, a: argparse.Names
            "--server-pid-file", server.pid_file, "--storescu", a.storescu,
            "--concurrency", str(a.concurrency), "--qido-reps", str(a.qido_reps),
            "--qido-load-seconds", str(a.qido_load_seconds), "--wado-reps", str(a.wado_reps),
-           "--wado-reps-small", str(a.wado_reps_small), *extra]
-    log("%s: %s" % (server.label, phases))
+           "--wado-reps-small", str(a.wado_reps_small), "--timeout", str(a.timeout), *extra]
+    log(f"{server.label}: {phases}")
     mem = PeakMemory(server.pids())
     mem.start()
     t0 = time.time()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=open(out.with_suffix(".log"), "w"))
+    with open(out.with_suffix(".log"), "w") as err:
+        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err)
     memory = mem.result()
     if p.returncode != 0 or not out.exists():
-        log("harness failed for %s (%s), see %s" % (server.label, phases, out.with_suffix(".log")))
+        log("harness failed for {} ({}), see {}".format(server.label, phases, out.with_suffix(".log")))
         return {"failed": True, "phases": phases}
     res = json.loads(out.read_text())
     res["memory"] = memory
@@ -156,7 +158,8 @@ def harness(server: Server, data: str, phases: str, out: Path, a: argparse.Names
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=["full", "tiny"], default="full")
-    ap.add_argument("--data", help="data set folder (default /tmp/archive-bench-data[-tiny]; generated if missing)")
+    ap.add_argument("--data", help="data set folder (default /tmp/archive-bench-data[-tiny]; "
+                                   "generated if missing)")
     ap.add_argument("--out", type=Path, help="output folder (default bench/results/<UTC timestamp>)")
     ap.add_argument("--servers", default="ours,orthanc-sqlite,orthanc-postgres")
     ap.add_argument("--ingest", default="stow_10x4,stow_1x1,storescu_x4,cstore_x4",
@@ -172,6 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--qido-load-seconds", type=float, default=10.0)
     ap.add_argument("--wado-reps", type=int, default=2)
     ap.add_argument("--wado-reps-small", type=int, default=30)
+    ap.add_argument("--timeout", type=float, default=120.0, help="per-request timeout (s)")
     ap.add_argument("--storescu", default=shutil.which("storescu", path="/usr/bin") or "storescu",
                     help="DCMTK storescu (not pynetdicom's app of the same name)")
     ap.add_argument("--ours-database-url", help="PostgreSQL URL for ours (its database is re-created)")
@@ -207,7 +211,8 @@ def ingest_args(run: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: stop the servers
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = a.out or HERE / "results" / stamp
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 kind = name.split("_")[0]
                 ingest = kind in ("stow", "storescu", "cstore")
                 for s in order:
-                    f = raw / ("%02d-%s-%s.json" % (step, s.label, name))
+                    f = raw / f"{step:02d}-{s.label}-{name}.json"
                     more = ["--reset-cmd", s.reset_cmd] if ingest else []
                     record(s, name, harness(s, data, kind if ingest else name, f, a, extra + more))
 
@@ -260,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             alternate([(run, ingest_args(run),
                         main_two + (pg if run in a.ingest_postgres.split(",") else []))
                        for run in a.ingest.split(",") if run])
-        alternate([("stow_10x%s" % n, ["--stow-config", "10x%s" % n], main_two)
+        alternate([(f"stow_10x{n}", ["--stow-config", f"10x{n}"], main_two)
                    for n in a.sweep.split(",") if n])
         # read phases run on the data left by the last ingest (the harness re-sends it if incomplete)
         alternate([(ph, [], main_two) for ph in a.read.split(",") if ph])
@@ -269,14 +274,15 @@ def main(argv: list[str] | None = None) -> int:
             s.stop()
     if a.ceilings:
         log("machine ceilings")
-        subprocess.run([PY, str(HERE / "physical_limit.py"), "--data", data, "--out",
-                        str(out / "physical.json"), "--repeat", "1", "--concurrency", str(a.concurrency),
-                        "--stow-config", "10x4,1x1",
-                        "--skip", ",".join({"disk", "tcp", "http", "dimse"} - set(a.ceilings.split(",")))],
-                       stdout=subprocess.DEVNULL, stderr=open(out / "physical.log", "w"), check=False)
+        skip = ",".join({"disk", "tcp", "http", "dimse"} - set(a.ceilings.split(",")))
+        with open(out / "physical.log", "w") as err:
+            subprocess.run([PY, str(HERE / "physical_limit.py"), "--data", data, "--out",
+                            str(out / "physical.json"), "--repeat", "1", "--concurrency",
+                            str(a.concurrency), "--stow-config", "10x4,1x1", "--skip", skip],
+                           stdout=subprocess.DEVNULL, stderr=err, check=False)
         if (out / "physical.json").exists():
             results["physical"] = json.loads((out / "physical.json").read_text())
-    results["meta"]["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    results["meta"]["finished_utc"] = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     results["meta"]["loadavg_at_end"] = os.getloadavg()
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     subprocess.run([PY, str(HERE / "report.py"), str(out / "results.json")], check=False)

@@ -61,7 +61,8 @@ async def search(
 async def _shaped(
     core: Core, conn: AsyncConnection, spec: QuerySpec, rows: Any
 ) -> AsyncGenerator[dict[str, Any], None]:
-    datasets = [results.build(spec, row) for row in rows]
+    shape = results.Shape.of(spec)
+    datasets = [results.build(spec, row, shape) for row in rows]
     await _merge_extensions(core, conn, spec, rows, datasets)
     for dataset in datasets:
         yield dataset

@@ -8,6 +8,8 @@ attributes are returned only when the resource is not already scoped to it by th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
@@ -185,7 +187,20 @@ def _computed(level: Level, row: Any, urls: dict[Level, str]) -> dict[str, dict[
     return out
 
 
-def _source(level: Level, row: Any, spec: QuerySpec) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What every result of one query carries: computed once per query, not once per row."""
+
+    levels: tuple[Level, ...]
+    tags: dict[Level, frozenset[str]]
+
+    @classmethod
+    def of(cls, spec: QuerySpec) -> Shape:
+        levels = tuple(shown_levels(spec))
+        return cls(levels, {lvl: frozenset(wanted(spec, lvl)) for lvl in levels})
+
+
+def _source(level: Level, row: Any, spec: QuerySpec, tags: frozenset[str]) -> dict[str, Any]:
     if level == Level.PATIENT:
         return dict(row.p_attrs or {})
     if level == Level.STUDY:
@@ -195,23 +210,24 @@ def _source(level: Level, row: Any, spec: QuerySpec) -> dict[str, Any]:
     elif spec.include_all:
         return dict(row.i_header or {})
     else:
-        src = {t: v for t in wanted(spec, level) if (v := getattr(row, f"h_{t}", None)) is not None}
+        src = {t: v for t in tags if (v := getattr(row, f"h_{t}", None)) is not None}
     if level == spec.level:
-        src |= {t: v for t in wanted(spec, level) if t not in KNOWN
+        src |= {t: v for t in tags if t not in KNOWN
                 if (v := getattr(row, f"x_{t}", None)) is not None}
     return src
 
 
-def build(spec: QuerySpec, row: Any) -> dict[str, Any]:
+def build(spec: QuerySpec, row: Any, shape: Shape | None = None) -> dict[str, Any]:
     """One result data set (DICOM JSON) for a row of `columns(spec)`."""
+    shape = shape or Shape.of(spec)
     urls = _urls(spec, row)
     out: dict[str, Any] = {}
-    for level in shown_levels(spec):
-        src = _source(level, row, spec)
+    for level in shape.levels:
+        src = _source(level, row, spec, shape.tags[level])
         computed = _computed(level, row, urls)
-        tags = wanted(spec, level)
+        tags: Iterable[str] = shape.tags[level]
         if spec.include_all:
-            tags |= set(src) | set(computed)
+            tags = set(tags) | set(src) | set(computed)
         for tag in tags:
             if tag in computed:
                 out[tag] = computed[tag]

@@ -221,3 +221,16 @@ def test_empty_result_is_200_with_empty_array(corpus: tuple[RunningArchive, Corp
     assert (r.status_code, r.content) == (200, b"[]")
     r = get(server, "/studies/1.2.3/series")
     assert (r.status_code, r.json()) == (200, [])
+    head = requests.head(server.url + "/studies", timeout=30)
+    assert head.status_code == 200 and head.content == b""
+
+
+def test_unindexed_attributes_are_read_from_an_instance(
+        corpus: tuple[RunningArchive, Corpus]) -> None:
+    """A private tag asked for at study level comes from an instance of that study; a known
+    lower-level attribute (SOPInstanceUID) is not returned at series level."""
+    server, _ = corpus
+    d = get(server, "/studies", {"PatientID": "PID-A", "includefield": "00091001"}).json()[0]
+    assert d["00091001"]["Value"] == ["alpha"]
+    s = get(server, "/series", {"Modality": "SR", "includefield": "SOPInstanceUID"}).json()[0]
+    assert "00080018" not in s
