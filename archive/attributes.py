@@ -8,10 +8,10 @@ what a level may return.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     PATIENT = "PATIENT"
     STUDY = "STUDY"
     SERIES = "SERIES"

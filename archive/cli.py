@@ -38,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
                         "(ARCHIVE_DUPLICATE_POLICY, replace)")
     s.add_argument("--max-request-bytes", help="STOW-RS request limit (ARCHIVE_MAX_REQUEST_BYTES)")
     s.add_argument("--cors-origin", help="allowed CORS origin or * (ARCHIVE_CORS_ORIGIN, off)")
-    s.add_argument("--curator-token", help="bearer token that may see sequestered data (ARCHIVE_CURATOR_TOKEN)")
+    s.add_argument("--curator-token",
+                   help="bearer token that may see sequestered data (ARCHIVE_CURATOR_TOKEN)")
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)

@@ -308,4 +308,6 @@ def _charset(ds: Dataset) -> str | None:
     cs = ds.get("SpecificCharacterSet")
     if cs is None:
         return None
-    return "\\".join(cs) if isinstance(cs, list | tuple) or (hasattr(cs, "__iter__") and not isinstance(cs, str)) else str(cs)
+    if isinstance(cs, str):
+        return cs
+    return "\\".join(str(c) for c in cs)

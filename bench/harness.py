@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# ruff: noqa
 """bench harness (adapted from peerbench) - black-box benchmark for a DICOMweb (PS3.18) + DIMSE (C-STORE) archive.
 
 Only standard PS3.18 URLs are used (relative to --dicomweb BASE):

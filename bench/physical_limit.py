@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# ruff: noqa  (adapted from peerbench; kept close to the original for comparability)
 """Reference ceilings of this machine for the same data set, measured the way bench.py measures servers.
 
   disk     sequential copy of every file (write all, fsync at end), per-file write+fsync ("durable

@@ -159,8 +159,12 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("wado", label, med(ours.get("wado:" + key, [])), med(ref.get("wado:" + key, [])), " ms",
             False, target, note)
     for key in sorted(k for k in ours if k.startswith("peak_rss:")):
-        add("memory", "peak server RSS during " + key.split(":", 1)[1], med(ours[key]),
+        phase = key.split(":", 1)[1]
+        add("memory", "peak RSS of the server process during " + phase, med(ours[key]),
             med(ref.get(key, [])), " MB", False, None)
+        add("memory", "peak PSS of the server process tree (workers, PostgreSQL) during " + phase,
+            med(ours.get("peak_pss:" + phase, [])), med(ref.get("peak_pss:" + phase, [])), " MB",
+            False, None)
     return out
 
 

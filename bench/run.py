@@ -168,7 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="ingest runs for orthanc-postgres")
     ap.add_argument("--sweep", default="1,2,8", help="extra STOW 10xN concurrencies (plot)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of the ingest runs")
-    ap.add_argument("--read", default="qido,qido_load,wado_study,wado_all,wado_small")
+    ap.add_argument("--read", default="qido;qido_load;wado_study;wado_all;wado_small,wado_instance",
+                    help="read phases, ; between runs (a run may combine phases with ,)")
     ap.add_argument("--ceilings", default="disk,http", help="physical_limit parts to run ('' = none)")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--qido-reps", type=int, default=30)
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         alternate([(f"stow_10x{n}", ["--stow-config", f"10x{n}"], main_two)
                    for n in a.sweep.split(",") if n])
         # read phases run on the data left by the last ingest (the harness re-sends it if incomplete)
-        alternate([(ph, [], main_two) for ph in a.read.split(",") if ph])
+        alternate([(ph, [], main_two) for ph in a.read.split(";") if ph])
     finally:
         for s in srv:
             s.stop()

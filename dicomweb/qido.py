@@ -8,7 +8,6 @@ empty array (CP-2473 replaced the older 204).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from archive.query import BUFFERED, Level, more_results, parse_query, search, search_page
+from archive.query.fastjson import dumps
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_xml import to_xml
 from dicomweb.keys import CORE
@@ -104,7 +104,7 @@ async def _xml(
 
 
 def _dumps(dataset: dict[str, Any]) -> bytes:
-    return json.dumps(dataset, separators=(",", ":"), ensure_ascii=False).encode()
+    return dumps(dataset)
 
 
 def _handler(level: Level, scoped_to: Level | None = None) -> Callable[

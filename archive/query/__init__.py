@@ -38,6 +38,7 @@ async def search(
     try:
         async with core.engine.connect() as conn:
             if spec.limit is not None and spec.limit <= BUFFERED:
+                await custom_plans(conn)
                 # A bounded page: one round trip, no cursor, no transaction to manage.
                 rows = (await conn.execute(stmt)).all()
                 for start in range(0, len(rows), BATCH):
@@ -46,6 +47,7 @@ async def search(
                 return
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             async with conn.begin():
+                await custom_plans(conn)
                 stream = await conn.stream(stmt)
                 async for part in stream.partitions(BATCH):
                     async for dataset in _shaped(core, conn, spec, part):
@@ -87,7 +89,16 @@ async def more_results(core: Core, spec: QuerySpec, caller: Caller) -> bool:
     if not spec.capped or spec.limit is None:
         return False
     async with core.engine.connect() as conn:
+        await custom_plans(conn)
         return (await conn.execute(sql.more_after(spec, caller))).first() is not None
+
+
+async def custom_plans(conn: AsyncConnection) -> None:
+    """Plan this transaction's queries for their actual values. The driver prepares each
+    statement once per connection; after five runs PostgreSQL may switch to a generic plan,
+    which cannot use a LIKE prefix or a date range's selectivity and walked all studies in pk
+    order (4 ms → 25 ms for a name prefix at 1M instances). Planning costs well under 1 ms."""
+    await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 async def _merge_extensions(

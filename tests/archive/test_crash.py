@@ -26,8 +26,10 @@ pytestmark = pytest.mark.slow
 def start_archive(data_dir: Path, db: str, http: int, dimse: int) -> subprocess.Popen[bytes]:
     env = os.environ | {"ARCHIVE_DATABASE_URL": db, "ARCHIVE_DATA_DIR": str(data_dir),
                         "ARCHIVE_HTTP_PORT": str(http), "ARCHIVE_DIMSE_PORT": str(dimse)}
-    proc = subprocess.Popen([sys.executable, "-m", "archive", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(os.environ.get("ARCHIVE_TEST_LOG", os.devnull), "ab"))
+    log = os.environ.get("ARCHIVE_TEST_LOG", os.devnull)  # set to keep the server's log
+    with open(log, "ab") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "archive", "serve"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
     for _ in range(200):
         try:
             requests.post(f"http://127.0.0.1:{http}/dicom-web/studies", timeout=1)

@@ -32,7 +32,7 @@ def stored_files(server: RunningArchive) -> list[str]:
 
 def test_store_instances_with_dicomweb_client_indexes_everything(server: RunningArchive) -> None:
     client = DICOMwebClient(server.url)
-    datasets = f.series_of(3, "stow1") + [f.image("stow1", "se2", 1, modality="MR")]
+    datasets = [*f.series_of(3, "stow1"), f.image("stow1", "se2", 1, modality="MR")]
     result = client.store_instances(datasets)
     refs = result.ReferencedSOPSequence
     assert {r.ReferencedSOPInstanceUID for r in refs} == {d.SOPInstanceUID for d in datasets}
