@@ -150,7 +150,8 @@ class GroupCommitter:
         try:
             try:
                 await self._index_once(ordered, isolate=False)
-            except _RetryIsolated:
+            except _RetryIsolated as retry:
+                log.info("batch of %d redone with savepoints: %s", len(ordered), retry.__cause__)
                 for item in ordered:
                     item.indexed, item.error = None, None
                 await self._index_once(ordered, isolate=True)

@@ -148,7 +148,7 @@ def fill_statements(instances: int) -> list[str]:
         "SELECT setval('study_pk_seq', (SELECT max(pk) FROM study))",
         "SELECT setval('series_pk_seq', (SELECT max(pk) FROM series))",
         "SELECT setval('instance_pk_seq', (SELECT max(pk) FROM instance))",
-        "ANALYZE",
+        "VACUUM ANALYZE",  # as autovacuum would leave a settled archive (index-only scans)
     ]
 
 
@@ -341,10 +341,12 @@ def bench_size(server_url: str, instances: int, repeat: int, keep: bool, tmp: Pa
             print(f"filled {instances} instances in {fill_s}s", file=sys.stderr, flush=True)
         with serving(url, tmp / name) as settings:
             base = f"http://127.0.0.1:{settings.http_port}/dicom-web"
+            load_before = os.getloadavg()[0]
             result = {"instances": instances, "database": name, "fill_seconds": fill_s,
                       "fill_steps": steps,
                       "qido": time_http(base, instances, repeat),
-                      "cfind": time_cfind(settings, instances, repeat)}
+                      "cfind": time_cfind(settings, instances, repeat),
+                      "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
         return result
     finally:
         if not keep:
@@ -472,6 +474,10 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_results": parts[0]["mean_results"], "n": sum(p["n"] for p in parts)}
 
 
+def _reuse(names: list[str] | None, k: int) -> str | None:
+    return names[k] if names and k < len(names) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--instances", type=int, nargs="+", default=[10_000, 1_000_000])
@@ -485,21 +491,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orthanc-dimse", metavar="HOST:PORT:AET", help="also compare C-FIND")
     ap.add_argument("--orthanc-filled", action="store_true",
                     help="Orthanc already holds the generated data: do not store it again")
-    ap.add_argument("--reuse-db", help="an existing (kept) comparison database of ours")
+    ap.add_argument("--reuse-db", nargs="+",
+                    help="existing (kept) databases of ours, one per --instances size")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="archive-bench-query-"))
     results = []
     if args.compare_orthanc:
         if not args.database_url:
             ap.error("--compare-orthanc needs --database-url")
-        for n in args.instances:
+        for k, n in enumerate(args.instances):
             results.append(compare_orthanc(sync_url(args.database_url), args.compare_orthanc,
                                            args.orthanc_dimse, n, args.repeat, tmp, args.keep,
-                                           args.reuse_db, args.orthanc_filled))
+                                           _reuse(args.reuse_db, k), args.orthanc_filled))
     elif args.database_url:
-        for n in args.instances:
+        for k, n in enumerate(args.instances):
             results.append(bench_size(sync_url(args.database_url), n, args.repeat, args.keep, tmp,
-                                      args.reuse_db))
+                                      _reuse(args.reuse_db, k)))
     else:
         with embedded_postgres(tmp / "pg") as url:
             for n in args.instances:
