@@ -20,6 +20,7 @@ from archive.core import Core
 from archive.index.engine import create_engine, embedded_postgres, upgrade
 from archive.ingest import start_parse_workers
 from archive.sweep import sweep_orphans
+from archive.transcode import start_transcode_workers
 from storage.filesystem import FileBlobStore
 
 log = logging.getLogger("archive.server")
@@ -55,6 +56,7 @@ async def running(settings: Settings) -> AsyncIterator[Core]:
         commons.register(core)
         core.idle.set()
         start_parse_workers()
+        start_transcode_workers()
         runner = web.AppRunner(create_app(core), access_log=None, shutdown_timeout=30)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.http_port)

@@ -13,7 +13,15 @@ by name would silently degrade data); a lossy syntax is only returned when it is
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -110,17 +118,113 @@ def require_convertible(source: str, target: str) -> None:
         raise NotAcceptable(f"cannot convert instances stored as {source} to {target}")
 
 
+log = logging.getLogger("archive.transcode")
+TRANSCODE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_POOL: ProcessPoolExecutor | None = None
+
+
+def _transcode_pool() -> ProcessPoolExecutor | None:
+    """Worker processes for whole-instance transcoding, started on first use.
+
+    Codecs (CharLS, libjpeg, OpenJPEG) hold the GIL while they decode, and pydicom's parsing
+    and writing are pure Python: in a thread they would stall the event loop for tens of ms
+    per instance. In processes they run beside it; only the result bytes cross a pipe.
+    """
+    global _POOL
+    if _POOL is None:
+        try:
+            _POOL = ProcessPoolExecutor(
+                max_workers=TRANSCODE_WORKERS, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init, initargs=(os.getpid(),),
+            )
+        except (OSError, ValueError) as exc:  # no process support: transcode in threads
+            log.warning("no transcode worker processes (%s); transcoding in threads", exc)
+    return _POOL
+
+
+def _worker_init(parent: int) -> None:
+    """Workers exit when the archive does, even after kill -9 (no orphans left)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def start_transcode_workers() -> None:
+    """Start the workers (and load the codecs) at server start rather than on the first
+    retrieve that needs a conversion: a cold spawn costs seconds on a busy machine."""
+    pool = _transcode_pool()
+    if pool is not None:
+        for _ in range(TRANSCODE_WORKERS):
+            pool.submit(_warm)
+
+
+def _warm() -> None:
+    for ts in (JPEG_LS_LOSSLESS, RLE_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_LOSSLESS_SV1):
+        decoder_for(ts)
+
+
+async def transcode(loc: Located, target: str) -> bytes:
+    """transcode_file() off the event loop, in a worker process (a thread if there are none).
+
+    If the pool breaks (a worker was killed, or a codec crashed on some data) the job is
+    tried once more in a fresh pool, never in this process: a codec that crashes on this
+    instance would take the whole archive down with it. A second break is a NotAcceptable."""
+    global _POOL
+    loop = asyncio.get_running_loop()
+    for attempt in (1, 2):
+        pool = _transcode_pool()
+        if pool is None:
+            break
+        try:
+            return await loop.run_in_executor(pool, transcode_file, loc, target)
+        except BrokenProcessPool as exc:
+            if _POOL is pool:
+                _POOL = None
+                pool.shutdown(wait=False)
+            log.warning("transcode worker died converting %s (attempt %d)", loc.sop_uid, attempt)
+            if attempt == 2:
+                raise NotAcceptable(
+                    f"instance {loc.sop_uid} stored as {loc.transfer_syntax} could not be"
+                    f" converted to {target} (the converter stopped); ask for"
+                    " transfer-syntax=* to receive it as stored") from exc
+    return await loop.run_in_executor(None, transcode_file, loc, target)
+
+
 def transcode_file(loc: Located, target: str) -> bytes:
-    """The whole instance as Part-10 bytes in `target` (one instance in memory at a time)."""
+    """The whole instance as Part-10 bytes in `target` (one instance in memory at a time).
+
+    NotAcceptable when the stored data cannot be converted (unsupported pair, or a codec
+    failing on this instance's pixel data), with the instance and the codec's reason."""
     require_convertible(loc.transfer_syntax, target)
+    try:
+        return _transcode(loc, target)
+    except (OSError, MemoryError):  # the archive's own trouble, not the data's: a 500
+        raise
+    except Exception as exc:  # any codec / parser failure on this instance's data
+        log.warning("transcoding %s from %s to %s failed: %s", loc.sop_uid,
+                    loc.transfer_syntax, target, exc)
+        why = " ".join(str(exc).split())  # one line: the reason also goes into a header
+        raise NotAcceptable(
+            f"instance {loc.sop_uid} stored as {loc.transfer_syntax} could not be converted to"
+            f" {target} ({type(exc).__name__}: {why[:200]}); ask for transfer-syntax=*"
+            " to receive it as stored") from exc
+
+
+def _transcode(loc: Located, target: str) -> bytes:
     ds = dcmread(loc.path)
     source = UID(loc.transfer_syntax)
     if source.is_compressed:
-        ds.decompress(decoding_plugin=decoder_for(source))  # → Explicit VR LE, YBR → RGB
+        # → Explicit VR LE, YBR → RGB. A lossless change of encoding keeps the SOP Instance UID
+        # (pydicom would mint a new one by default: the client would get another instance).
+        ds.decompress(decoding_plugin=decoder_for(source), generate_instance_uid=False)
     elif source == EXPLICIT_VR_BE and "PixelData" in ds:
         ds.PixelData = _little_endian(ds)
     if target in ENCODE_TARGETS:
-        ds.compress(target)
+        ds.compress(target, generate_instance_uid=False)
     else:
         ds.file_meta.TransferSyntaxUID = UID(target)
     buf = io.BytesIO()
@@ -182,8 +286,9 @@ def encoded_frame(loc: Located, number: int, target: str) -> bytes:
         raise NotAcceptable(f"cannot produce frames in {target} from {loc.transfer_syntax}")
     ds = frame_dataset(loc, number)
     if UID(loc.transfer_syntax).is_compressed:
-        ds.decompress(decoding_plugin=decoder_for(loc.transfer_syntax))
-    ds.compress(target)
+        ds.decompress(decoding_plugin=decoder_for(loc.transfer_syntax),
+                      generate_instance_uid=False)
+    ds.compress(target, generate_instance_uid=False)
     from pydicom.encaps import generate_fragmented_frames
 
     return b"".join(next(generate_fragmented_frames(ds.PixelData, number_of_frames=1)))

@@ -41,15 +41,19 @@ def status_for(exc: e.ArchiveError) -> int:
     return 500
 
 
+def warning_header(reason: str, limit: int = 500) -> str:
+    """PS3.18 §8.6.2 Warning value; one printable ASCII line, whatever the reason text holds."""
+    one_line = " ".join(reason.split()).replace('"', "'")
+    return f'299 - "{one_line.encode("ascii", "replace").decode()[:limit]}"'
+
+
 def error_response(status: int, reason: str) -> web.Response:
     body = json.dumps({"error": reason, "status": status})
-    # PS3.18 §8.6.2: Warning header carries the reason for clients that only read headers.
-    safe = reason.replace('"', "'").encode("ascii", "replace").decode()[:500]
     return web.Response(
         status=status,
         text=body,
         content_type="application/json",
-        headers={"Warning": f'299 - "{safe}"'},
+        headers={"Warning": warning_header(reason)},
     )
 
 

@@ -27,6 +27,7 @@ from archive.instance import is_valid_uid
 from dicomweb import multipart
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_xml import to_xml
+from dicomweb.errors import warning_header
 from dicomweb.keys import CORE
 from dicomweb.media_types import negotiate, parse_media_type
 from dicomweb.urls import instance_url, service_root, study_url
@@ -160,8 +161,7 @@ def _respond(
     status = 409 if failed and not referenced else (202 if warnings else 200)
     headers = {}
     if warnings:
-        text = "; ".join(warnings).replace('"', "'").encode("ascii", "replace").decode()[:1000]
-        headers["Warning"] = f'299 - "{text}"'
+        headers["Warning"] = warning_header("; ".join(warnings), limit=1000)
     if accept == "application/dicom+xml":
         return web.Response(status=status, body=to_xml(body), headers=headers,
                             content_type="application/dicom+xml")

@@ -141,9 +141,8 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     if rep == "single":
         return await single_dicom(request, core, located[0], syntaxes[0])
     if rep == "zip":
-        chosen = {loc.sop_uid: ts for loc, ts in zip(located, syntaxes, strict=True)}
         name = request.match_info.get("series") or request.match_info["study"]
-        return await zip_dicom(request, core, located, name, lambda loc: chosen[loc.sop_uid])
+        return await zip_dicom(request, core, located, name, syntaxes)
     return await multipart_dicom(request, core, located, syntaxes)
 
 

@@ -11,16 +11,17 @@ import asyncio
 import io
 import logging
 import zipfile
-from collections.abc import Callable
 
 from aiohttp import web
 
 from archive.core import Core
+from archive.errors import NotAcceptable
 from archive.retrieve import Located
-from archive.transcode import transcode_file
+from archive.transcode import transcode
 from dicomweb.multipart import closing, new_boundary, part_header
 
 CHUNK = 1024 * 1024
+LOOKAHEAD = 2  # conversions in flight per response: keeps two cores busy, memory bounded
 log = logging.getLogger("dicomweb.wado")
 
 
@@ -30,11 +31,24 @@ def _read(path: str, offset: int, size: int) -> bytes:
         return fp.read(size)
 
 
+def _zero_copy(request: web.Request, resp: web.StreamResponse) -> asyncio.Transport | None:
+    """The transport to sendfile() into, or None when the bytes must go through the writer.
+
+    sendfile() bypasses aiohttp's writer, so it is only correct when the writer adds nothing
+    around the body: a declared Content-Length, no chunked framing, no compression. (Raw file
+    bytes inside a chunked body corrupt it: the client reads DICOM as chunk sizes and hangs.)
+    """
+    transport = request.transport
+    if transport is None or resp.chunked or resp.compression or resp.content_length is None:
+        return None
+    return transport  # type: ignore[return-value]
+
+
 async def send_file(request: web.Request, resp: web.StreamResponse, core: Core,
                     loc: Located) -> None:
     """Write one stored file to the response: sendfile when possible, else chunked reads."""
-    transport = request.transport
-    if transport is not None and not resp.compression:
+    transport = _zero_copy(request, resp)
+    if transport is not None:
         with open(loc.path, "rb") as fp:
             try:
                 await asyncio.get_running_loop().sendfile(transport, fp, 0, loc.size)
@@ -50,6 +64,63 @@ async def send_file(request: web.Request, resp: web.StreamResponse, core: Core,
         offset += len(chunk)
 
 
+class Transcodes:
+    """Transcoded bodies of the instances that need it, produced ahead of the writer.
+
+    Each conversion runs in a transcode worker process (never on the event loop); while instance
+    i is written, the next LOOKAHEAD are being converted, so at most LOOKAHEAD + 1 converted
+    instances are in memory whatever the study's size. `first()` lets the caller wait for the
+    first conversion before the response starts, so an instance that cannot be converted
+    there is a clean 406.
+    """
+
+    def __init__(self, located: list[Located], syntaxes: list[str]) -> None:
+        self.jobs = [(i, loc, ts) for i, (loc, ts) in enumerate(zip(located, syntaxes,
+                                                                     strict=True))
+                     if ts != loc.transfer_syntax]
+        self.next = 0
+        self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self._launch()
+
+    def _launch(self) -> None:
+        while len(self.pending) < LOOKAHEAD and self.next < len(self.jobs):
+            i, loc, ts = self.jobs[self.next]
+            self.next += 1
+            self.pending[i] = asyncio.ensure_future(transcode(loc, ts))
+
+    def wanted(self, index: int) -> bool:
+        """Whether instance `index` is sent converted (the pending jobs are always the
+        earliest ones not yet taken, so the writer's next converted instance is among them)."""
+        return index in self.pending
+
+    async def first(self) -> None:
+        """Wait for the first conversion (raises its NotAcceptable) without consuming it."""
+        if self.pending:
+            await next(iter(self.pending.values()))
+
+    async def take(self, index: int) -> bytes:
+        job = self.pending.pop(index)
+        self._launch()
+        return await job
+
+    def cancel(self) -> None:
+        for fut in self.pending.values():
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: a failure nobody will send is not logged twice
+            fut.cancel()
+        self.pending.clear()
+        self.next = len(self.jobs)
+
+
+def _abort(request: web.Request, loc: Located, exc: Exception) -> None:
+    """A conversion failed after the 200 went out: close the connection without the final
+    chunk and boundary, so the client sees an incomplete response instead of a complete-looking
+    one missing an instance (and never waits for bytes that will not come)."""
+    log.warning("retrieve aborted: instance %s could not be sent: %s", loc.sop_uid, exc)
+    if request.transport is not None:
+        request.transport.close()
+
+
 async def multipart_dicom(
     request: web.Request, core: Core, located: list[Located], syntaxes: list[str]
 ) -> web.StreamResponse:
@@ -60,27 +131,44 @@ async def multipart_dicom(
     resp = web.StreamResponse()
     resp.headers["Content-Type"] = (
         f'multipart/related; type="application/dicom"; boundary={boundary}')
-    as_stored = all(ts == loc.transfer_syntax for ts, loc in zip(syntaxes, located, strict=True))
-    if as_stored:
-        resp.content_length = sum(len(h) + loc.size + 2 for h, loc in zip(heads, located,
-                                                                            strict=True)) + \
-            len(closing(boundary))
-    else:
-        resp.enable_chunked_encoding()
-    await resp.prepare(request)
+    transcodes = Transcodes(located, syntaxes)
     try:
-        for head, loc, ts in zip(heads, located, syntaxes, strict=True):
-            await resp.write(head)
-            if ts == loc.transfer_syntax:
-                await send_file(request, resp, core, loc)
-            else:
-                await resp.write(await core.run_blocking(transcode_file, loc, ts))
-            await resp.write(b"\r\n")
-        await resp.write(closing(boundary))
-        await resp.write_eof()
+        if transcodes.jobs:
+            resp.enable_chunked_encoding()
+            await transcodes.first()
+        else:  # everything as stored: the length is known, files go out zero-copy
+            resp.content_length = sum(len(h) + loc.size + 2 for h, loc in zip(heads, located,
+                                                                                strict=True)) \
+                + len(closing(boundary))
+        await resp.prepare(request)
+        if await _write_parts(request, resp, core, located, heads, transcodes):
+            await resp.write(closing(boundary))
+            await resp.write_eof()
     except ConnectionError:  # the client went away mid-stream: nothing left to answer
         log.info("retrieve aborted by the client after %d bytes", resp.body_length)
+    finally:
+        transcodes.cancel()
     return resp
+
+
+async def _write_parts(request: web.Request, resp: web.StreamResponse, core: Core,
+                       located: list[Located], heads: list[bytes],
+                       transcodes: Transcodes) -> bool:
+    """Every part in order; False when a conversion failed and the connection was closed."""
+    for index, (head, loc) in enumerate(zip(heads, located, strict=True)):
+        if transcodes.wanted(index):
+            try:
+                data = await transcodes.take(index)
+            except NotAcceptable as exc:
+                _abort(request, loc, exc)
+                return False
+            await resp.write(head + data + b"\r\n")
+            del data
+        else:
+            await resp.write(head)
+            await send_file(request, resp, core, loc)
+            await resp.write(b"\r\n")
+    return True
 
 
 async def single_dicom(
@@ -94,7 +182,7 @@ async def single_dicom(
         await resp.prepare(request)
         await send_file(request, resp, core, loc)
     else:
-        data = await core.run_blocking(transcode_file, loc, ts)
+        data = await transcode(loc, ts)
         resp.content_length = len(data)
         await resp.prepare(request)
         await resp.write(data)
@@ -127,22 +215,44 @@ class _Sink(io.RawIOBase):
 
 
 async def zip_dicom(
-    request: web.Request, core: Core, located: list[Located], name: str,
-    syntax_of: Callable[[Located], str],
+    request: web.Request, core: Core, located: list[Located], name: str, syntaxes: list[str],
 ) -> web.StreamResponse:
     """application/zip of the instances (stored, no compression: DICOM rarely deflates well)."""
     resp = web.StreamResponse()
     resp.content_type = "application/zip"
     resp.headers["Content-Disposition"] = f'attachment; filename="{name}.zip"'
     resp.enable_chunked_encoding()
-    await resp.prepare(request)
+    transcodes = Transcodes(located, syntaxes)
+    try:
+        await transcodes.first()
+        await resp.prepare(request)
+        if await _write_zip(request, resp, core, located, transcodes):
+            await resp.write_eof()
+    except ConnectionError:
+        log.info("zip retrieve aborted by the client after %d bytes", resp.body_length)
+    finally:
+        transcodes.cancel()
+    return resp
+
+
+async def _write_zip(request: web.Request, resp: web.StreamResponse, core: Core,
+                     located: list[Located], transcodes: Transcodes) -> bool:
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for loc in located:
+        for index, loc in enumerate(located):
             arcname = f"{loc.study_uid}/{loc.series_uid}/{loc.sop_uid}.dcm"
-            ts = syntax_of(loc)
+            data = None
+            if transcodes.wanted(index):
+                try:
+                    data = await transcodes.take(index)
+                except NotAcceptable as exc:
+                    _abort(request, loc, exc)
+                    return False
             with zf.open(arcname, "w", force_zip64=True) as entry:
-                if ts == loc.transfer_syntax:
+                if data is not None:
+                    entry.write(data)
+                    del data
+                else:
                     offset = 0
                     while offset < loc.size:
                         chunk = await core.run_blocking(_read, str(loc.path), offset, CHUNK)
@@ -151,9 +261,6 @@ async def zip_dicom(
                         entry.write(chunk)
                         offset += len(chunk)
                         await resp.write(sink.take())
-                else:
-                    entry.write(await core.run_blocking(transcode_file, loc, ts))
             await resp.write(sink.take())
     await resp.write(sink.take())
-    await resp.write_eof()
-    return resp
+    return True

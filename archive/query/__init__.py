@@ -34,21 +34,32 @@ async def search(
     core: Core, spec: QuerySpec, caller: Caller
 ) -> AsyncGenerator[dict[str, Any], None]:
     """DICOM JSON data sets of the matches, streamed from one snapshot in batches."""
-    stmt = sql.page(spec, caller, results.columns(spec, caller))
+    columns = results.columns(spec, caller)
     try:
         async with core.engine.connect() as conn:
             if spec.limit is not None and spec.limit <= BUFFERED:
-                await custom_plans(conn)
+                await custom_plans(conn, spec)
                 # A bounded page: one round trip, no cursor, no transaction to manage.
-                rows = (await conn.execute(stmt)).all()
-                for start in range(0, len(rows), BATCH):
-                    async for dataset in _shaped(core, conn, spec, rows[start:start + BATCH]):
-                        yield dataset
+                rows = (await conn.execute(sql.page(spec, caller, columns))).all()
+                async for dataset in _batches(core, conn, spec, rows):
+                    yield dataset
                 return
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             async with conn.begin():
-                await custom_plans(conn)
-                stream = await conn.stream(stmt)
+                await custom_plans(conn, spec)
+                # Unbounded (C-FIND, large pages): the first BUFFERED matches in one query
+                # (most answers end there: no cursor round trips), the rest from a cursor,
+                # both in this transaction's snapshot.
+                head = BUFFERED if spec.limit is None else min(spec.limit, BUFFERED)
+                stmt = sql.page(replace(spec, limit=head + 1), caller, columns)
+                rows = (await conn.execute(stmt)).all()
+                async for dataset in _batches(core, conn, spec, rows[:head]):
+                    yield dataset
+                if len(rows) <= head:
+                    return
+                rest = replace(spec, offset=spec.offset + head,
+                               limit=None if spec.limit is None else spec.limit - head)
+                stream = await conn.stream(sql.page(rest, caller, columns))
                 async for part in stream.partitions(BATCH):
                     async for dataset in _shaped(core, conn, spec, part):
                         yield dataset
@@ -58,6 +69,14 @@ async def search(
         if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
             raise InvalidQuery(f"the query cannot be evaluated: {exc.orig}") from exc
         raise
+
+
+async def _batches(
+    core: Core, conn: AsyncConnection, spec: QuerySpec, rows: Any
+) -> AsyncGenerator[dict[str, Any], None]:
+    for start in range(0, len(rows), BATCH):
+        async for dataset in _shaped(core, conn, spec, rows[start:start + BATCH]):
+            yield dataset
 
 
 async def _shaped(
@@ -89,16 +108,19 @@ async def more_results(core: Core, spec: QuerySpec, caller: Caller) -> bool:
     if not spec.capped or spec.limit is None:
         return False
     async with core.engine.connect() as conn:
-        await custom_plans(conn)
+        await custom_plans(conn, spec)
         return (await conn.execute(sql.more_after(spec, caller))).first() is not None
 
 
-async def custom_plans(conn: AsyncConnection) -> None:
+async def custom_plans(conn: AsyncConnection, spec: QuerySpec) -> None:
     """Plan this transaction's queries for their actual values. The driver prepares each
     statement once per connection; after five runs PostgreSQL may switch to a generic plan,
     which cannot use a LIKE prefix or a date range's selectivity and walked all studies in pk
-    order (4 ms → 25 ms for a name prefix at 1M instances). Planning costs well under 1 ms."""
-    await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+    order (4 ms → 25 ms for a name prefix at 1M instances). Only for value-sensitive keys:
+    the SET is one more round trip (~1 ms on a loaded machine), and equality on a unique or
+    indexed column plans the same either way."""
+    if sql.value_sensitive(spec):
+        await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 async def _merge_extensions(

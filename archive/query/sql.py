@@ -324,6 +324,26 @@ def _exists_below(parent: Level, by_level: dict[Level, list[Any]]) -> ColumnElem
     return exists().where(LINK[child], *own)
 
 
+def _sensitive(cond: Condition) -> bool:
+    m = cond.match
+    if isinstance(m, Universal):
+        return False
+    if isinstance(m, Sequence):
+        return True
+    if cond.tag not in COLUMNS or COLUMNS[cond.tag][2] == "array":
+        return True
+    return not isinstance(m, SingleValue | ListOf | Empty)
+
+
+def value_sensitive(spec: QuerySpec) -> bool:
+    """Whether the best plan depends on the values (wildcards, ranges, fuzzy names, arrays,
+    stored-JSON keys, extension filters) rather than only on equality with indexed columns;
+    also deep pages: a generic plan sees `collection <> $1` and cannot use the partial index
+    of visible studies (migration 0005) to skip the offset."""
+    return (bool(spec.extension_clauses) or spec.offset > 0
+            or any(_sensitive(c) for c in spec.conditions))
+
+
 def where_clauses(spec: QuerySpec, caller: Caller) -> list[ColumnElement[bool]]:
     """Every WHERE clause of the query at spec.level (visibility always included)."""
     by_level: dict[Level, list[Any]] = defaultdict(list)
@@ -333,9 +353,10 @@ def where_clauses(spec: QuerySpec, caller: Caller) -> list[ColumnElement[bool]]:
             by_level[level].append(clause)
     by_level[Level.STUDY] += [visible_to(caller), *spec.extension_clauses]
     q = spec.level
-    if q != Level.PATIENT and by_level.get(Level.PATIENT):
+    if q != Level.PATIENT and by_level.get(Level.PATIENT) and value_sensitive(spec):
         # A semi-join on the (small) patient table: the planner finds the matching patients
         # first (pattern/trigram indexes) instead of probing one patient per study in pk order.
+        # (Only for value-sensitive queries: those are the ones `page` runs on keys alone.)
         # OFFSET 0 keeps the sub-query from being pulled up into a per-study probe.
         by_level[Level.STUDY].append(study.c.patient_pk.in_(
             select(patient.c.pk).where(*by_level.pop(Level.PATIENT)).offset(0)))
@@ -401,15 +422,16 @@ def matching(spec: QuerySpec, caller: Caller, columns: list[Any]) -> Select[Any]
 def keys(spec: QuerySpec, caller: Caller) -> Select[Any]:
     """SELECT the level's pk of every match (no patient join, no wide columns), unpaged."""
     key = TABLE[spec.level].c.pk
-    return select(key).select_from(key_from(spec.level)).where(
-        true(), *where_clauses(spec, caller))
+    tables = key_from(spec.level) if value_sensitive(spec) else from_clause(spec.level)
+    return select(key).select_from(tables).where(true(), *where_clauses(spec, caller))
 
 
 def page(spec: QuerySpec, caller: Caller, columns: list[Any]) -> Select[Any]:
     """The matches' `columns` in order. A bounded page is found on keys alone (ORDER BY pk
     LIMIT/OFFSET walks an index without touching attrs or patients), then only the page's
-    rows are joined to their wide columns."""
-    if spec.limit is None and not spec.offset:
+    rows are joined to their wide columns. Plain equality keys (UIDs, PatientID) keep the
+    one-level query: it finds its few rows directly and plans faster."""
+    if not value_sensitive(spec) or (spec.limit is None and not spec.offset):
         return _page(matching(spec, caller, columns), spec)
     key = TABLE[spec.level].c.pk
     found = _page(keys(spec, caller), spec).subquery("page")

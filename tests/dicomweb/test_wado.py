@@ -406,3 +406,93 @@ def test_client_leaving_mid_stream_does_not_hurt_the_server(server: RunningArchi
         assert s.recv(65536).startswith(b"HTTP/1.1 200")
     r = requests.get(f"{server.url}{path[len('/dicom-web'):]}", timeout=60)
     assert r.status_code == 200 and len(parts(r)) == 4
+
+
+DEFAULT_ACCEPT = 'multipart/related; type="application/dicom"'
+
+
+def _corrupt(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """`ds` (JPEG-LS) with a codestream that starts right but cannot be decoded."""
+    from pydicom.encaps import encapsulate
+
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7\x00\x0b" + bytes(range(256)) * 8])
+    return ds
+
+
+def test_mixed_compressed_study_with_default_accept_is_transcoded(server: RunningArchive) -> None:
+    """Regression: a study mixing uncompressed, JPEG-LS and RLE instances, retrieved with the
+    default Accept (Explicit VR LE, PS3.18 §8.7.3.5.2), used to hang: stored files were sent
+    with sendfile() inside the chunked body. All parts must arrive decoded, and the event loop
+    must keep answering other requests while the instances are transcoded."""
+    import threading
+    import time
+
+    datasets = (
+        [f.image("mix", "plain", i + 1, rows=512, columns=512, seed=i) for i in range(3)]
+        + [f.image("mix", "jls", i + 1, rows=512, columns=512, seed=10 + i,
+                   transfer_syntax=JPEGLSLossless) for i in range(8)]
+        + [f.image("mix", "rle", i + 1, rows=256, columns=256, seed=20 + i,
+                   transfer_syntax=RLELossless) for i in range(4)]
+    )
+    store(server, datasets)
+    expected = {ds.SOPInstanceUID: ds.pixel_array for ds in datasets}
+    url = f"{server.url}/studies/{datasets[0].StudyInstanceUID}"
+    result: dict[str, object] = {}
+
+    def retrieve() -> None:
+        try:
+            result["response"] = requests.get(url, headers={"Accept": DEFAULT_ACCEPT},
+                                              timeout=120)
+        except requests.RequestException as exc:
+            result["error"] = exc
+        result["end"] = time.monotonic()
+
+    worker = threading.Thread(target=retrieve)
+    worker.start()
+    answered: list[tuple[float, float]] = []  # (latency, when) of QIDO requests meanwhile
+    while worker.is_alive() or not answered:
+        start = time.monotonic()
+        assert requests.get(f"{server.url}/studies", timeout=30).status_code == 200
+        answered.append((time.monotonic() - start, time.monotonic()))
+    worker.join()
+    assert "error" not in result, result.get("error")
+    r = result["response"]
+    assert isinstance(r, requests.Response) and r.status_code == 200
+    got = parts(r)
+    assert len(got) == len(datasets)
+    for ctype, body in got:
+        assert ctype.startswith("application/dicom;") and ExplicitVRLittleEndian in ctype
+        ds = pydicom.dcmread(io.BytesIO(body))
+        assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        assert np.array_equal(ds.pixel_array, expected.pop(ds.SOPInstanceUID))
+    assert not expected
+    assert answered[0][1] < result["end"], "no other request was answered during the retrieve"  # type: ignore[operator]
+    assert max(latency for latency, _ in answered) < 10, answered
+
+
+def test_instance_that_cannot_be_decoded_ends_the_retrieve_cleanly(
+    server: RunningArchive,
+) -> None:
+    """A codec failure is a 406 with the reason when it is the first conversion; later in the
+    stream the connection is closed (the client sees an incomplete body), never a hang."""
+    bad = _corrupt(f.image("bad1", transfer_syntax=JPEGLSLossless))
+    store(server, [bad])
+    r = requests.get(f"{server.url}/studies/{bad.StudyInstanceUID}",
+                     headers={"Accept": DEFAULT_ACCEPT}, timeout=60)
+    assert r.status_code == 406 and bad.SOPInstanceUID in r.text
+    as_stored = requests.get(f"{server.url}/studies/{bad.StudyInstanceUID}", timeout=60,
+                             headers={"Accept": DEFAULT_ACCEPT + "; transfer-syntax=*"})
+    assert as_stored.status_code == 200 and len(parts(as_stored)) == 1
+
+    later = [f.image("bad2", number=1, transfer_syntax=JPEGLSLossless),
+             f.image("bad2", number=2),
+             *(f.image("bad2", number=n, transfer_syntax=RLELossless) for n in (3, 4, 5)),
+             _corrupt(f.image("bad2", number=6, transfer_syntax=JPEGLSLossless))]
+    store(server, later)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(f"{server.url}/studies/{later[0].StudyInstanceUID}",
+                     headers={"Accept": DEFAULT_ACCEPT}, timeout=60).raise_for_status()
+    good = requests.get(f"{server.url}/studies/{later[0].StudyInstanceUID}/series/"
+                        f"{later[0].SeriesInstanceUID}/instances/{later[0].SOPInstanceUID}",
+                        headers={"Accept": DEFAULT_ACCEPT}, timeout=60)
+    assert good.status_code == 200 and len(parts(good)) == 1
