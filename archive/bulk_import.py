@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from archive import commons
+from archive import commons, group_commit
 from archive.config import Settings
 from archive.core import Caller, Core
 from archive.errors import ArchiveError
@@ -45,6 +45,7 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
         caller = Caller(site=args.site, dataset=args.dataset, collection=args.collection,
                         ae_title=None)
         counts, failures = await _import_all(core, files, caller, not args.no_progress)
+        await group_commit.close(core)
         await engine.dispose()
     for p in missing:
         failures.append((p, "no such file or directory"))

@@ -60,6 +60,7 @@ class Core:
     extensions: Extensions = field(default_factory=Extensions)
     in_flight: int = 0  # ingests running (any door)
     requests_in_flight: int = 0  # HTTP requests being handled (for graceful drain)
+    committer: Any = None  # archive.group_commit.GroupCommitter, created on first ingest
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -213,22 +213,17 @@ def _db_error(exc: BaseException) -> BaseException:
     return exc
 
 
-_committers: dict[tuple[int, int], GroupCommitter] = {}
-
-
 def committer(core: Core) -> GroupCommitter:
-    """The group committer of this core on the running loop (created on first use)."""
+    """The group committer of this core (created on first use, on the running loop)."""
     loop = asyncio.get_running_loop()
-    key = (id(core), id(loop))
-    found = _committers.get(key)
-    if found is None or found.core is not core or found.loop is not loop or found.loop.is_closed():
-        found = _committers[key] = GroupCommitter(core, loop)
+    found = core.committer
+    if not isinstance(found, GroupCommitter) or found.loop is not loop or loop.is_closed():
+        found = core.committer = GroupCommitter(core, loop)
     return found
 
 
 async def close(core: Core) -> None:
     """Stop the writers of this core (after in-flight ingests have finished)."""
-    for key, found in list(_committers.items()):
-        if found.core is core:
-            del _committers[key]
-            await found.close()
+    found, core.committer = core.committer, None
+    if isinstance(found, GroupCommitter):
+        await found.close()

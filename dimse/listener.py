@@ -113,6 +113,7 @@ class Listener:
         # pynetdicom has no per-AE switch: receive C-STORE data sets into temp files, not memory.
         _config.STORE_RECV_CHUNKED_DATASET = True
         bridge.install()
+        import sys; sys.setswitchinterval(0.0005)  # EXPERIMENT
         setattr(pynetdicom.transport, "deepcopy", _copy_contexts)  # noqa: B010 - see _copy_contexts
         AssociationSocket.recv = _recv  # type: ignore[method-assign]
         settings = core.settings
