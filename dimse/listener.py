@@ -88,6 +88,9 @@ def _copy_contexts(obj: Any, memo: dict[int, Any] | None = None) -> Any:
     return copy.deepcopy(obj, memo)
 
 
+_RECV_MAX = 1 << 20
+
+
 def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
     """AssociationSocket.recv taking as much as the kernel has, up to 1 MiB per call.
 
@@ -104,21 +107,17 @@ def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
     return data
 
 
-_RECV_MAX = 1 << 20
-
-
 class Listener:
     def __init__(self, core: Core, loop: asyncio.AbstractEventLoop) -> None:
         self.core = core
         # pynetdicom has no per-AE switch: receive C-STORE data sets into temp files, not memory.
         _config.STORE_RECV_CHUNKED_DATASET = True
         bridge.install()
-        import sys; sys.setswitchinterval(0.0005)  # EXPERIMENT
         setattr(pynetdicom.transport, "deepcopy", _copy_contexts)  # noqa: B010 - see _copy_contexts
         AssociationSocket.recv = _recv  # type: ignore[method-assign]
         settings = core.settings
         ae = AE(ae_title=settings.ae_title)
-        ae.maximum_pdu_size = 0  # unlimited: fewer, larger PDUs
+        ae.maximum_pdu_size = 0  # unlimited (DCMTK then sends 128 KiB PDUs, its own cap)
         ae.network_timeout = 60
         ae.acse_timeout = 30
         ae.dimse_timeout = 600

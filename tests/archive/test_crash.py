@@ -30,13 +30,15 @@ def start_archive(data_dir: Path, db: str, http: int, dimse: int) -> subprocess.
     with open(log, "ab") as err:
         proc = subprocess.Popen([sys.executable, "-m", "archive", "serve"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)
-    for _ in range(200):
+    deadline = time.monotonic() + 90  # generous: a loaded CI machine restarts slowly
+    while time.monotonic() < deadline:
         try:
-            requests.post(f"http://127.0.0.1:{http}/dicom-web/studies", timeout=1)
+            requests.post(f"http://127.0.0.1:{http}/dicom-web/studies", timeout=5)
             return proc
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused while starting, or slow to answer
             time.sleep(0.1)
     proc.kill()
+    proc.wait()
     raise RuntimeError("archive did not start")
 
 
