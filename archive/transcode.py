@@ -1,6 +1,6 @@
 """Transfer syntax conversion of whole instances and single frames.
 
-Codec choice (see docs/retrieve.md): pydicom 3's pixel pipeline with the pylibjpeg plugins
+Codec choice (see README, "Retrieve"): pydicom 3's pixel pipeline with the pylibjpeg plugins
 (pylibjpeg-libjpeg: JPEG baseline/extended/lossless decode; pylibjpeg-openjpeg: JPEG 2000 and
 HTJ2K decode, JPEG 2000 encode; pylibjpeg-rle: fast RLE) and pyjpegls (CharLS: JPEG-LS both
 ways). They are pip wheels with no system libraries, maintained with pydicom, and cover every

@@ -1,7 +1,7 @@
 """`includefield=commons.…` → DICOM JSON elements in the private block "IMAGING COMMONS".
 
 Private creator (0011,0010) = "IMAGING COMMONS"; its elements are (0011,10xx), listed per key
-in fields.py and docs/commons.md. Values from one case or one study have one value; values from
+in fields.py and the README ("Commons"). Values from one case or one study have one value; values from
 clinical rows (tests, conditions, ...) are multi-valued, one value per row, and the test
 elements list the case's tests in the same order (by day), so they can be read side by side.
 The harmonized code is also returned as a coded item: in the private sequence (0011,1007) and
