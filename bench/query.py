@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="PostgreSQL server to create scratch databases on (default: embedded)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch databases")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
+    ap.add_argument("--plot", type=Path, help="write a PNG of QIDO p50 against index size here")
     ap.add_argument("--compare-orthanc", metavar="DICOMWEB_URL",
                     help="store the data into this (empty) Orthanc and ours by STOW, compare")
     ap.add_argument("--orthanc-dimse", metavar="HOST:PORT:AET", help="also compare C-FIND")
@@ -515,7 +516,31 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text)
+    if args.plot:
+        plot_scale(results, args.plot)
     return 0
+
+
+def plot_scale(results: list[dict[str, Any]], path: Path) -> None:
+    """QIDO-RS p50 of each query against the number of instances in the index (log x axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["instances"] for r in results]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in results[0]["qido"]:
+        ax.plot(sizes, [r["qido"][name]["p50_ms"] for r in results], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("instances in the index")
+    ax.set_ylabel("QIDO-RS p50 (ms)")
+    ax.set_title("QIDO-RS latency against index size")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
