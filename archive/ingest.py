@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from archive.core import Caller, Core
 from archive.errors import ArchiveError, StudyMismatch
 from archive.index.writes import Attribution
 from archive.instance import InstanceFacts, read_instance
+from archive.workers import process_pool
 from storage.base import Spooled
 
 log = logging.getLogger("archive.ingest")
@@ -101,10 +99,7 @@ def _parse_pool() -> ProcessPoolExecutor | None:
     global _POOL
     if _POOL is None:
         try:
-            _POOL = ProcessPoolExecutor(
-                max_workers=PARSE_WORKERS, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init, initargs=(os.getpid(),),
-            )
+            _POOL = process_pool(PARSE_WORKERS)
         except (OSError, ValueError) as exc:  # no process support: parse in a thread
             log.warning("no parse worker processes (%s); parsing in threads", exc)
     return _POOL
@@ -134,17 +129,6 @@ async def parse(core: Core, spooled: Spooled) -> InstanceFacts:
             _POOL = None
             pool.shutdown(wait=False)
         return await core.run_blocking(read_instance, spooled.path, spooled.size)
-
-
-def _worker_init(parent: int) -> None:
-    """Parse workers exit when the archive does, even after kill -9 (no orphans left)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def _stored(facts: InstanceFacts, outcome: str) -> Stored:

@@ -16,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import multiprocessing
 import os
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -54,6 +51,7 @@ from archive.transfer_syntax import (
     RLE_LOSSLESS,
     UNCOMPRESSED,
 )
+from archive.workers import process_pool
 
 # Syntaxes we can write from any decodable instance.
 NATIVE_TARGETS = (EXPLICIT_VR_LE, IMPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE)
@@ -133,24 +131,10 @@ def _transcode_pool() -> ProcessPoolExecutor | None:
     global _POOL
     if _POOL is None:
         try:
-            _POOL = ProcessPoolExecutor(
-                max_workers=TRANSCODE_WORKERS, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init, initargs=(os.getpid(),),
-            )
+            _POOL = process_pool(TRANSCODE_WORKERS)
         except (OSError, ValueError) as exc:  # no process support: transcode in threads
             log.warning("no transcode worker processes (%s); transcoding in threads", exc)
     return _POOL
-
-
-def _worker_init(parent: int) -> None:
-    """Workers exit when the archive does, even after kill -9 (no orphans left)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def start_transcode_workers() -> None:
