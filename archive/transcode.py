@@ -46,21 +46,18 @@ from archive.transfer_syntax import (
     JPEG_LOSSLESS_SV1,
     JPEG_LS_LOSSLESS,
     JPEG_LS_NEAR_LOSSLESS,
+    KNOWN_TRANSFER_SYNTAXES,
     MPEG2_MPML,
     MPEG4_AVC,
     RLE_LOSSLESS,
-    UNCOMPRESSED,
 )
 from archive.workers import process_pool
 
 # Syntaxes we can write from any decodable instance.
 NATIVE_TARGETS = (EXPLICIT_VR_LE, IMPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE)
 ENCODE_TARGETS = (RLE_LOSSLESS, JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS)
-DECODABLE = frozenset(UNCOMPRESSED) | {
-    JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1, JPEG_LS_LOSSLESS,
-    JPEG_LS_NEAR_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_2000, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL,
-    HTJ2K, RLE_LOSSLESS,
-}
+# Every syntax we accept, except video (its frames are not images pydicom can decode).
+DECODABLE = KNOWN_TRANSFER_SYNTAXES - {MPEG2_MPML, MPEG4_AVC}
 
 # PS3.18 Table 8.7.3-5: media type of a compressed frame / bulk data in a given syntax.
 FRAME_MEDIA = {
