@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     from archive.cli_commons import add_commands
 
     add_commands(sub, _common)
+    from archive import cli_keys
+
+    cli_keys.add_commands(sub, _common)
     _viewer_parser(sub)
     return ap
 
@@ -122,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         from archive.cli_commons import main_for
 
         return main_for(args, settings)
+    if args.command in ("keys", "audit"):
+        from archive import cli_keys
+
+        return cli_keys.main_for(args, settings)
     return 2
 
 

@@ -46,30 +46,48 @@ class Kind(StrEnum):
 
 
 class Permission(Enum):
-    """Every action of issue 12; the value is the least role that has it."""
+    """Every action of issue 12 (value = its name in messages); `least_role` has it."""
 
-    READ = Role.READER  # query/retrieve what is visible, commons reads
-    CREATE_COHORT = Role.READER
-    READ_OWN_COHORTS = Role.READER
-    STORE_OWN_SITE = Role.CONTRIBUTOR  # STOW-RS / C-STORE into the identity's own site
-    STORE_ANY_SITE = Role.CURATOR  # store/replace for any site
-    SEQUESTERED = Role.CURATOR  # see and write the sequestered collection
-    ASSIGN_COLLECTION = Role.CURATOR  # `collection` parameter, PUT .../collection
-    CLINICAL_WRITE = Role.CURATOR
-    MAPPING_WRITE = Role.CURATOR
-    READ_ANY_COHORT = Role.CURATOR  # any cohort's root and manifest, published or not
-    PUBLISH_COHORT = Role.CURATOR
-    DELETE = Role.CURATOR
-    KEYS_ADMIN = Role.ADMIN
-    AUDIT_READ = Role.ADMIN
+    READ = "read"  # query/retrieve what is visible, commons reads
+    CREATE_COHORT = "create_cohort"
+    READ_OWN_COHORTS = "read_own_cohorts"
+    STORE_OWN_SITE = "store_own_site"  # STOW-RS / C-STORE into the identity's own site
+    STORE_ANY_SITE = "store_any_site"  # store/replace for any site
+    SEQUESTERED = "sequestered"  # see and write the sequestered collection
+    ASSIGN_COLLECTION = "assign_collection"  # `collection` parameter, PUT .../collection
+    CLINICAL_WRITE = "clinical_write"
+    MAPPING_WRITE = "mapping_write"
+    READ_ANY_COHORT = "read_any_cohort"  # any cohort's root and manifest, published or not
+    PUBLISH_COHORT = "publish_cohort"
+    DELETE = "delete"
+    KEYS_ADMIN = "keys_admin"
+    AUDIT_READ = "audit_read"
 
     @property
     def least_role(self) -> Role:
-        return Role(self.value)
+        return LEAST_ROLE[self]
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return self.value
+
+
+LEAST_ROLE: dict[Permission, Role] = {
+    Permission.READ: Role.READER,
+    Permission.CREATE_COHORT: Role.READER,
+    Permission.READ_OWN_COHORTS: Role.READER,
+    Permission.STORE_OWN_SITE: Role.CONTRIBUTOR,
+    Permission.STORE_ANY_SITE: Role.CURATOR,
+    Permission.SEQUESTERED: Role.CURATOR,
+    Permission.ASSIGN_COLLECTION: Role.CURATOR,
+    Permission.CLINICAL_WRITE: Role.CURATOR,
+    Permission.MAPPING_WRITE: Role.CURATOR,
+    Permission.READ_ANY_COHORT: Role.CURATOR,
+    Permission.PUBLISH_COHORT: Role.CURATOR,
+    Permission.DELETE: Role.CURATOR,
+    Permission.KEYS_ADMIN: Role.ADMIN,
+    Permission.AUDIT_READ: Role.ADMIN,
+}
 
 
 @dataclass(frozen=True, slots=True)
