@@ -172,8 +172,8 @@ async def test_syslog_over_tcp_octet_counting() -> None:
     sender = SyslogSender("127.0.0.1", port, audit_source="ARCHIVE")
     sender.start()
     try:
-        events = _events(2) + [AuditEvent.now(AuditAction.SECURITY_ALERT, SITE_A,
-                                              outcome=Outcome.MINOR_FAILURE)]
+        alert = AuditEvent.now(AuditAction.SECURITY_ALERT, SITE_A, outcome=Outcome.MINOR_FAILURE)
+        events = [*_events(2), alert]
         sender.send(events)
         async with asyncio.timeout(10):
             await got.wait()

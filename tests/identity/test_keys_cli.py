@@ -96,3 +96,32 @@ def _dump(url: str) -> bytes:
             await conn.close()
 
     return asyncio.run(q())
+
+
+def test_keys_against_embedded_postgres_of_a_running_archive() -> None:
+    """`archive keys` on the data directory of a running archive (the embedded PostgreSQL is
+    shared between processes): the key is usable, and the running database stays up."""
+    import shutil
+    import tempfile
+
+
+    data = Path(tempfile.mkdtemp(prefix="archive-keys-"))  # pgserver's user must reach it
+    try:
+        _run_with_embedded(data)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _run_with_embedded(data: Path) -> None:
+    from archive.index.engine import embedded_postgres, upgrade
+
+    with embedded_postgres(data / "postgres") as url:  # what `archive serve` holds
+        upgrade(url)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env.pop("ARCHIVE_DATABASE_URL", None)
+        r = subprocess.run([sys.executable, "-m", "archive", "keys", "create", "--data-dir",
+                            str(data), "--name", "cli-while-serving", "--role", "curator"],
+                           capture_output=True, text=True, env=env, timeout=180)
+        assert r.returncode == 0, r.stderr
+        ident = asyncio.run(_identify(url, r.stdout.splitlines()[-1]))
+        assert ident.subject == "cli-while-serving"  # type: ignore[attr-defined]
