@@ -17,6 +17,25 @@ from typing import Any
 from archive.config import Settings
 
 COMMANDS = ("keys", "audit")
+# Settings that `archive serve` takes as flags (their ARCHIVE_* variables and TOML keys work too).
+SERVE_SETTINGS = ("oidc_issuer", "oidc_audience", "oidc_roles_claim", "oidc_site_claim",
+                  "anonymous_role", "audit_syslog")
+
+
+def add_serve_flags(s: argparse.ArgumentParser) -> None:
+    """The identity flags of `archive serve` (issue 12)."""
+    s.add_argument("--oidc-issuer", metavar="URL",
+                   help="accept OIDC bearer tokens from this issuer (ARCHIVE_OIDC_ISSUER)")
+    s.add_argument("--oidc-audience",
+                   help="required `aud` of OIDC access tokens (ARCHIVE_OIDC_AUDIENCE)")
+    s.add_argument("--oidc-roles-claim",
+                   help="claim with the roles, dotted paths allowed (ARCHIVE_OIDC_ROLES_CLAIM, roles)")
+    s.add_argument("--oidc-site-claim",
+                   help="claim with the contributing site (ARCHIVE_OIDC_SITE_CLAIM, site)")
+    s.add_argument("--anonymous-role", choices=("reader", "none"),
+                   help="rights of callers without credentials (ARCHIVE_ANONYMOUS_ROLE, reader)")
+    s.add_argument("--audit-syslog", metavar="HOST:PORT",
+                   help="also send audit events as RFC 5424 syslog over TCP (ARCHIVE_AUDIT_SYSLOG)")
 
 
 def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:

@@ -85,3 +85,27 @@ def test_role_parse() -> None:
     assert Role.parse(" Curator ") is Role.CURATOR
     with pytest.raises(ValueError, match="unknown role"):
         Role.parse("root")
+
+
+def test_identity_settings_from_flags_env_and_toml(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from archive import config
+    from archive.cli import parser, settings_from
+    from archive.errors import ConfigError
+
+    toml = Path(str(tmp_path)) / "a.toml"
+    toml.write_text('oidc_issuer = "https://idp.example/realms/x"\noidc_roles_claim = '
+                    '"realm_access.roles"\n')
+    args = parser().parse_args(["serve", "--config", str(toml), "--oidc-audience", "archive",
+                                "--anonymous-role", "none", "--audit-syslog", "127.0.0.1:6514"])
+    s = settings_from(args)
+    assert (s.oidc_issuer, s.oidc_audience, s.oidc_roles_claim, s.oidc_site_claim) == (
+        "https://idp.example/realms/x", "archive", "realm_access.roles", "site")
+    assert (s.anonymous_role, s.audit_syslog) == ("none", "127.0.0.1:6514")
+    env = config.load({}, environ={"ARCHIVE_ANONYMOUS_ROLE": "reader",
+                                   "ARCHIVE_OIDC_SITE_CLAIM": "org.site"})
+    assert (env.anonymous_role, env.oidc_site_claim, env.oidc_issuer) == ("reader", "org.site", None)
+    for name, value in [("ARCHIVE_ANONYMOUS_ROLE", "admin"), ("ARCHIVE_AUDIT_SYSLOG", "nohost")]:
+        with pytest.raises(ConfigError):
+            config.load({}, environ={name: value})
