@@ -9,6 +9,7 @@ Object ID Type).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -158,7 +159,23 @@ def to_xml_element(event: AuditEvent, audit_source: str = "ARCHIVE") -> etree._E
             "ParticipantObjectID": uid, "ParticipantObjectTypeCode": "2",
             "ParticipantObjectTypeCodeRole": "3"})
         _code(po, "ParticipantObjectIDTypeCode", "110180", "Study Instance UID")
+    query = event.detail.get("query")
+    if event.action is AuditAction.QUERY and query is not None:
+        _query_object(msg, str(query), str(event.detail.get("sop_class", STUDY_ROOT_FIND)))
     return msg
+
+
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+def _query_object(msg: etree._Element, query: str, sop_class: str) -> None:
+    """A.5.3.10: the SOP class queried, with the query itself base64-encoded."""
+    po = etree.SubElement(msg, "ParticipantObjectIdentification", {
+        "ParticipantObjectID": sop_class, "ParticipantObjectTypeCode": "2",
+        "ParticipantObjectTypeCodeRole": "3"})
+    _code(po, "ParticipantObjectIDTypeCode", "110181", "SOP Class UID")
+    etree.SubElement(po, "ParticipantObjectQuery").text = base64.b64encode(
+        query.encode()).decode("ascii")
 
 
 def to_xml(event: AuditEvent, audit_source: str = "ARCHIVE") -> bytes:

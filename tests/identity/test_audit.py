@@ -115,6 +115,15 @@ def test_xml_message_structure() -> None:
     assert froot.find("EventIdentification").get("EventOutcomeIndicator") == "4"
 
 
+def test_query_event_carries_the_query() -> None:
+    import base64
+
+    q = AuditEvent.now(AuditAction.QUERY, CURATOR, detail={"query": "PatientID=P1&limit=10"})
+    po = etree.fromstring(to_xml(q)).find("ParticipantObjectIdentification")
+    assert po.find("ParticipantObjectIDTypeCode").get("csd-code") == "110181"
+    assert base64.b64decode(po.find("ParticipantObjectQuery").text) == b"PatientID=P1&limit=10"
+
+
 def test_action_codes_follow_cid_400() -> None:
     assert {a.code for a in AuditAction} >= {"110102", "110103", "110104", "110105", "110112",
                                               "110113", "110114"}
