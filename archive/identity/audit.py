@@ -106,10 +106,6 @@ class AuditEvent:
                 "source": self.source, "study_uids": list(self.study_uids),
                 "detail": dict(self.detail)}
 
-    def to_row(self) -> dict[str, Any]:
-        return {**self.to_json(), "time": self.time, "action": self.action.value,
-                "study_uids": list(self.study_uids)}
-
     @classmethod
     def from_row(cls, m: Mapping[str, Any]) -> AuditEvent:
         return cls(m["time"], AuditAction(m["action"]), m["actor"], m["role"], m["kind"],

@@ -2,7 +2,7 @@
 
 `AuditWriter.record` only appends to an in-memory queue (no await, no I/O), so a store or a
 QIDO request pays a few microseconds; a background task writes whatever has gathered as one
-multi-row INSERT, every `batch_size` events or `flush_seconds`, whichever comes first. A full
+INSERT (one array per column), every `batch_size` events or `flush_seconds`, whichever comes first. A full
 queue drops events and counts them (and logs) rather than slowing the request path; a failed
 INSERT is retried with back-off before its events are counted as dropped.
 """
@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from archive.identity.audit import AuditAction, AuditEvent
 from archive.identity.tables import audit_event
 
 log = logging.getLogger("archive.audit")
-MAX_BATCH = 2000  # 12 columns x 2000 rows stays under PostgreSQL's 32767 bind parameters
+MAX_BATCH = 5000  # bounds one statement's size and the events a failed batch can lose
 
 
 class AuditSink(Protocol):
@@ -99,11 +100,11 @@ class AuditWriter:
             self._progress.set()
 
     async def _write(self, batch: list[AuditEvent]) -> None:
-        rows = [e.to_row() for e in batch]
+        columns = _columns(batch)
         for attempt in range(self._retries + 1):
             try:
                 async with self._engine.begin() as conn:
-                    await conn.execute(insert(audit_event).values(rows))
+                    await conn.execute(INSERT, columns)
                 break
             except Exception as exc:  # the database is down or refusing: retry, then drop
                 if attempt == self._retries:
@@ -117,6 +118,33 @@ class AuditWriter:
         self.batches += 1
         for sink in self._sinks:
             sink.send(batch)
+
+
+# One statement for any batch size: one array per column, unnested into rows. The plan is
+# prepared once per connection (a multi-row VALUES would be a new statement for every size).
+# UIDs never contain a backslash, so a study list travels as one backslash-joined string.
+INSERT = text("""
+    INSERT INTO audit_event (time, action, event_action, outcome, actor, role, kind, site, source,
+                             study_uids, detail)
+    SELECT t, a, ea, o, ac, r, k, si, so, string_to_array(u, E'\\\\'), d::jsonb
+    FROM unnest(CAST(:time AS timestamptz[]), CAST(:action AS text[]),
+                CAST(:event_action AS text[]), CAST(:outcome AS smallint[]),
+                CAST(:actor AS text[]), CAST(:role AS text[]), CAST(:kind AS text[]),
+                CAST(:site AS text[]), CAST(:source AS text[]), CAST(:uids AS text[]),
+                CAST(:detail AS text[])) AS x(t, a, ea, o, ac, r, k, si, so, u, d)
+""")
+
+
+def _columns(batch: Sequence[AuditEvent]) -> dict[str, list[Any]]:
+    return {
+        "time": [e.time for e in batch], "action": [e.action.value for e in batch],
+        "event_action": [e.event_action for e in batch],
+        "outcome": [int(e.outcome) for e in batch], "actor": [e.actor for e in batch],
+        "role": [e.role for e in batch], "kind": [e.kind for e in batch],
+        "site": [e.site for e in batch], "source": [e.source for e in batch],
+        "uids": ["\\".join(e.study_uids) for e in batch],
+        "detail": [json.dumps(dict(e.detail), default=str) for e in batch],
+    }
 
 
 async def query_events(conn: AsyncConnection, *, actor: str | None = None,
