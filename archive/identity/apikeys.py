@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from archive.errors import InvalidRequest
+from archive.errors import ArchiveUnavailable, InvalidRequest
 from archive.identity.errors import InvalidToken
 from archive.identity.roles import Identity, Kind, Role
 from archive.identity.tables import api_key
@@ -132,8 +132,11 @@ class ApiKeyStore:
         hit = self._cache.get(digest)
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
-        async with self._engine.connect() as conn:
-            key = await find_key(conn, secret)
+        try:
+            async with self._engine.connect() as conn:
+                key = await find_key(conn, secret)
+        except (OSError, SQLAlchemyError) as exc:  # 503, not 401: the key may well be valid
+            raise ArchiveUnavailable("cannot check API keys: the index is unreachable") from exc
         if key is None:
             self._cache.pop(digest, None)
             return None

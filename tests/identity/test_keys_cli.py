@@ -125,3 +125,15 @@ def _run_with_embedded(data: Path) -> None:
         assert r.returncode == 0, r.stderr
         ident = asyncio.run(_identify(url, r.stdout.splitlines()[-1]))
         assert ident.subject == "cli-while-serving"  # type: ignore[attr-defined]
+
+
+async def test_unreachable_index_is_unavailable_not_invalid() -> None:
+    from archive.errors import ArchiveUnavailable
+    from tests.conftest import free_port
+
+    engine = create_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/none", pool_size=1)
+    try:
+        with pytest.raises(ArchiveUnavailable):
+            await ApiKeyStore(engine).identify(PREFIX + "x" * 43)
+    finally:
+        await engine.dispose()
