@@ -74,8 +74,10 @@ async def test_table_is_append_only(database_url: str) -> None:
         await conn.close()
 
 
-async def test_writer_survives_database_outage_by_dropping_counted(database_url: str) -> None:
-    engine = create_engine(database_url.replace("5432", "1"), pool_size=1)  # nothing listens
+async def test_writer_survives_database_outage_by_dropping_counted() -> None:
+    from tests.conftest import free_port
+
+    engine = create_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/x", pool_size=1)
     w = AuditWriter(engine, batch_size=5, flush_seconds=0.01, retries=1)
     w.start()
     for e in _events(3):
