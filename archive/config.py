@@ -49,6 +49,12 @@ class Settings:
     curator_token: str | None = None
     curator_aets: tuple[str, ...] = ()
     log_level: str = "INFO"
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_roles_claim: str = "roles"
+    oidc_site_claim: str = "site"
+    anonymous_role: str = "reader"
+    audit_syslog: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def peer(self, ae_title: str) -> Peer | None:
@@ -103,6 +109,22 @@ def _port(v: str) -> int:
     return n
 
 
+def _anonymous_role(v: str) -> str:
+    if v not in ("reader", "none"):
+        raise ConfigError(f"anonymous role must be reader or none, not {v!r}")
+    return v
+
+
+def _host_port(v: str) -> str | None:
+    if not v:
+        return None
+    host, sep, port = v.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"expected HOST:PORT, not {v!r}")
+    _port(port)
+    return v
+
+
 def _policy(v: str) -> str:
     if v not in DUPLICATE_POLICIES:
         raise ConfigError(f"duplicate policy must be one of {DUPLICATE_POLICIES}, not {v!r}")
@@ -130,6 +152,12 @@ PARSERS: dict[str, Any] = {
         s.strip() for s in (v if isinstance(v, list) else v.split(",")) if s.strip()
     ),
     "log_level": str,
+    "oidc_issuer": lambda v: v or None,
+    "oidc_audience": lambda v: v or None,
+    "oidc_roles_claim": str,
+    "oidc_site_claim": str,
+    "anonymous_role": _anonymous_role,
+    "audit_syslog": _host_port,
 }
 
 

@@ -1,0 +1,55 @@
+// A real OpenID provider for the archive's tests: oidc-provider (OpenID Certified) issuing JWT
+// access tokens through the client-credentials grant.
+//
+//   node oidc_provider.mjs CONFIG.json
+//
+// CONFIG: {"port": N, "issuer": "http://127.0.0.1:N", "jwks": {"keys": [private JWKs]},
+//          "default_resource": "urn:archive",
+//          "clients": [{"client_id", "client_secret", "claims": {...}, "ttl": seconds}]}
+// Each client's `claims` are added to its access tokens (roles, site, realm_access, ...);
+// `ttl` sets their lifetime. The audience is the requested `resource` (RFC 8707), so a test
+// gets a wrong-audience token by asking for another resource. The first key signs; restart
+// with a new key first to rotate. Prints "ready <issuer>" when listening.
+import { readFileSync } from 'node:fs';
+import Provider from 'oidc-provider';
+
+const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const byId = new Map(config.clients.map((c) => [c.client_id, c]));
+
+const provider = new Provider(config.issuer, {
+  jwks: config.jwks,
+  clients: config.clients.map((c) => ({
+    client_id: c.client_id,
+    client_secret: c.client_secret,
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+  })),
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: false },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async () => config.default_resource,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (ctx, resource, client) => ({
+        scope: 'archive',
+        audience: resource,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: byId.get(client.clientId)?.ttl ?? 600,
+        jwt: { sign: { alg: config.alg ?? 'RS256' } },
+      }),
+    },
+  },
+  extraTokenClaims: async (ctx, token) => byId.get(token.clientId)?.claims,
+  cookies: { keys: ['archive-test-cookie-key'] },
+});
+provider.proxy = false;
+provider.on('server_error', (ctx, err) => console.error('server_error', err));
+
+provider.listen(config.port, '127.0.0.1', () => {
+  console.log(`ready ${config.issuer}`);
+});
+process.on('SIGTERM', () => process.exit(0));

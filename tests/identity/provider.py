@@ -1,0 +1,106 @@
+"""Run the real OpenID provider (tests/identity/oidc_provider.mjs, npm oidc-provider) for tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "oidc_provider.mjs"
+AUDIENCE = "urn:archive"
+
+
+def ensure_installed() -> None:
+    if not (HERE / "node_modules" / "oidc-provider" / "package.json").exists():
+        subprocess.run([str(HERE / "setup.sh")], check=True, timeout=600)
+
+
+def rsa_jwk(kid: str | None = None) -> dict[str, Any]:
+    """A private RSA JWK (as the provider's keystore wants it) with a fresh kid."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk: dict[str, Any] = RSAAlgorithm.to_jwk(key, as_dict=True)
+    return {**jwk, "kid": kid or uuid.uuid4().hex[:12], "use": "sig", "alg": "RS256"}
+
+
+def ec_jwk(kid: str | None = None) -> dict[str, Any]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk: dict[str, Any] = ECAlgorithm.to_jwk(key, as_dict=True)
+    return {**jwk, "kid": kid or uuid.uuid4().hex[:12], "use": "sig", "alg": "ES256"}
+
+
+CLIENTS = [
+    {"client_id": "reader", "client_secret": "reader-secret", "claims": {"roles": ["reader"]}},
+    {"client_id": "site-a", "client_secret": "site-a-secret",
+     "claims": {"roles": ["contributor"], "site": "SITE_A"}},
+    {"client_id": "curator", "client_secret": "curator-secret",
+     "claims": {"roles": "reader curator"}},
+    {"client_id": "keycloak-style", "client_secret": "kc-secret",
+     "claims": {"realm_access": {"roles": ["offline_access", "admin"]}, "org": {"site": "SITE_K"}}},
+    {"client_id": "short", "client_secret": "short-secret", "claims": {"roles": ["reader"]},
+     "ttl": 1},
+]
+
+
+@dataclass
+class OidcProvider:
+    """One node process serving discovery, JWKS and the token endpoint on a loopback port."""
+
+    port: int
+    keys: list[dict[str, Any]]
+    alg: str = "RS256"
+    proc: subprocess.Popen[str] | None = None
+    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="oidc-")))
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> OidcProvider:
+        cfg = self.tmp / "config.json"
+        cfg.write_text(json.dumps({"port": self.port, "issuer": self.issuer, "alg": self.alg,
+                                   "jwks": {"keys": self.keys}, "clients": CLIENTS,
+                                   "default_resource": AUDIENCE}))
+        self.proc = subprocess.Popen(["node", str(SCRIPT), str(cfg)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.issuer}/.well-known/openid-configuration",
+                                timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"oidc provider exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
+            time.sleep(0.1)
+        raise RuntimeError("oidc provider did not start in 30 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def rotate(self, new_key: dict[str, Any]) -> None:
+        """Restart with `new_key` signing and the old keys still published."""
+        self.stop()
+        self.keys = [new_key, *self.keys]
+        self.start()
+
+    def token(self, client: str = "reader", resource: str | None = None) -> str:
+        secret = next(c["client_secret"] for c in CLIENTS if c["client_id"] == client)
+        data = {"grant_type": "client_credentials", "scope": "archive"}
+        if resource:
+            data["resource"] = resource
+        r = requests.post(f"{self.issuer}/token", data=data, auth=(client, secret), timeout=10)
+        r.raise_for_status()
+        return str(r.json()["access_token"])
