@@ -96,6 +96,19 @@ class SequesterReport:
         rows = [r for r in self.marginals if r.total >= max(min_cases, 1)]
         return max((abs(r.fraction - self.fraction) for r in rows), default=0.0)
 
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready release record: seed, counts by partition, strata and marginal cells."""
+        def rows(cells: Sequence[CellRow]) -> list[dict[str, object]]:
+            return [{"attributes": list(r.attributes), "values": list(r.values), "open": r.open,
+                     "sequestered": r.sequestered, "fraction": round(r.fraction, 6)} for r in cells]
+        return {"seed": self.seed, "fraction": self.fraction, "attributes": list(self.attributes),
+                "new": {"open": self.new_open, "sequestered": self.new_sequestered},
+                "total": {"open": self.total_open, "sequestered": self.total_sequestered},
+                "overall_fraction": round(self.overall_fraction, 6),
+                "max_stratum_deviation_cases": round(self.max_stratum_deviation(), 6),
+                "max_marginal_deviation": round(self.max_marginal_deviation(), 6),
+                "strata": rows(self.strata), "marginals": rows(self.marginals)}
+
     def marginal_error(self) -> float:
         """Σ e_c²/n_c over all marginal cells: the quantity the local search lowers."""
         return sum(r.deviation(self.fraction) ** 2 / r.total for r in self.marginals if r.total)

@@ -8,6 +8,7 @@ overall fraction within one case of the target.
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -50,6 +51,9 @@ def test_overall_and_every_stratum_on_target(commons: list[Case], first) -> None
     assert rep.max_stratum_deviation() < 1.0
     assert len(rep.strata) > 1000  # most strata hold a single case: the hard regime
     assert rep.seed == 2026
+    record = json.loads(json.dumps(rep.as_dict()))
+    assert record["seed"] == 2026 and record["total"]["sequestered"] == rep.total_sequestered
+    assert sum(r["sequestered"] for r in record["strata"]) == rep.total_sequestered
 
 
 def test_every_marginal_within_tolerance(first) -> None:
