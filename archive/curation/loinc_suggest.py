@@ -30,6 +30,7 @@ import numpy as np
 
 from archive.curation.loinc_text import DICOM_GROUP, Features, features, view_count
 
+MAX_DESCRIPTION = 256  # StudyDescription is LO (64 chars); longer input is cut, not parsed whole
 _FLAG_WEIGHTS = {"angio": 2.0, "pe": 2.0, "pulmonary": 1.0, "portable": 1.5, "biopsy": 2.5,
                  "tube": 2.5, "guidance": 1.0, "surgery": 2.0, "vq": 2.5, "unspecified": 2.5,
                  "tumor": 1.0, "screening": 2.0, "calcium": 2.5, "inspexp": 2.0, "oblique": 1.5,
@@ -39,6 +40,9 @@ _FLAG_WEIGHTS = {"angio": 2.0, "pe": 2.0, "pulmonary": 1.0, "portable": 1.5, "bi
 
 @dataclass(frozen=True, slots=True)
 class Suggestion:
+    """`score`: higher is better, comparable within one answer (rules + similarities; a
+    description a curator already approved gets +20)."""
+
     loinc_code: str
     long_common_name: str
     score: float
@@ -215,6 +219,7 @@ class Suggester:
     def suggest(self, modality: str | Sequence[str] | None, description: str, limit: int = 3,
                 *, skip_exemplar: str | None = None) -> list[Suggestion]:
         """Best `limit` codes, best first; `skip_exemplar` leaves one exemplar out (benchmarks)."""
+        description = description[:MAX_DESCRIPTION]
         q = features(description)
         groups = modality_groups(modality) or q.modalities
         if "pt" in q.modalities:

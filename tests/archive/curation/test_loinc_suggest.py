@@ -117,3 +117,12 @@ def test_model_loads_and_suggests_with_the_network_cut_off(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "24628-0"
     assert not (tmp_path / ".cache" / "wordllama").exists()
+
+
+def test_hostile_and_empty_input_is_answered_quickly(suggester: Suggester) -> None:
+    import time
+    started = time.perf_counter()
+    assert len(suggester.suggest("CT", "W/" * 100_000 + " CHEST", 3)) == 3
+    assert len(suggester.suggest(None, "", 2)) == 2
+    assert suggester.suggest("CT", "CT CHEST", 0) == []
+    assert time.perf_counter() - started < 5
