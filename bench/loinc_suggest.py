@@ -73,6 +73,10 @@ def main() -> None:
     suggester = Suggester(terms)
     load = time.perf_counter() - started
     rows = heldout()
+    seen = {" ".join(e.casefold().split()) for t in terms for e in t.examples}
+    overlap = [d for _, d, _ in rows if " ".join(d.casefold().split()) in seen]
+    if overlap:
+        raise SystemExit(f"held-out descriptions also in the Playbook examples: {overlap}")
     started = time.perf_counter()
     a1, a3 = accuracy(rows, lambda m, d: [s.loinc_code for s in suggester.suggest(m, d, 3)], args.verbose)
     per_query = (time.perf_counter() - started) / len(rows) * 1000
