@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archive.curation.loinc_text import DICOM_GROUP, Features, features, view_count
+from archive.curation.loinc_text import DICOM_GROUP, Features, features, implied, view_count
 
 MAX_DESCRIPTION = 256  # StudyDescription is LO (64 chars); longer input is cut, not parsed whole
 _FLAG_WEIGHTS = {"angio": 2.0, "pe": 2.0, "pulmonary": 1.0, "portable": 1.5, "biopsy": 2.5,
@@ -196,7 +196,7 @@ class _Exemplar:
 class Suggester:
     """Scores every Playbook term for a description; build once, call `suggest` many times."""
 
-    W_EMBED, W_EXEMPLAR, W_EXACT, W_NEAR, NEAR = 2.0, 3.0, 20.0, 20.0, 0.7
+    W_EMBED, W_EXEMPLAR, W_EXACT, W_NEAR, NEAR = 2.0, 2.0, 20.0, 20.0, 0.7
 
     def __init__(self, terms: Sequence[PlaybookTerm], approved: Iterable[ApprovedMapping] = (),
                  embedder: Embedder | None = None) -> None:
@@ -205,8 +205,9 @@ class Suggester:
         self.embedder = embedder or default_embedder()
         self.term_features = [features(t.long_common_name) for t in self.terms]
         self.term_vectors = self.embedder.embed([f.canonical for f in self.term_features])
+        # the Long Common Name is an exemplar too, so a term with few examples is not outvoted
         self.exemplars = [_Exemplar(t.loinc_code, t.modalities, e, features(e))
-                          for t in self.terms for e in t.examples]
+                          for t in self.terms for e in (t.long_common_name, *t.examples)]
         self.exemplars += [_Exemplar(a.loinc_code, modality_groups(a.modality), a.description,
                                      features(a.description), approved=True)
                            for a in approved if a.description.strip()]
@@ -220,7 +221,7 @@ class Suggester:
                 *, skip_exemplar: str | None = None) -> list[Suggestion]:
         """Best `limit` codes, best first; `skip_exemplar` leaves one exemplar out (benchmarks)."""
         description = description[:MAX_DESCRIPTION]
-        q = features(description)
+        q = implied(features(description))
         groups = modality_groups(modality) or q.modalities
         if "pt" in q.modalities:
             groups |= {"pt"}

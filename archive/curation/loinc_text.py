@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 _Repl = str | Callable[[re.Match[str]], str] | None
 
@@ -47,7 +47,7 @@ _TOKEN_MAP: dict[str, tuple[str, ...]] = {
     "chest": ("chest",), "lung": ("chest", "lung"), "lungs": ("chest", "lung"),
     "abd": ("abdomen",), "abdomen": ("abdomen",), "abdominal": ("abdomen",), "abdomin": ("abdomen",),
     "pelvis": ("pelvis",), "pel": ("pelvis",), "pelv": ("pelvis",), "pelvi": ("pelvis",),
-    "pelvic": ("pelvis",), "kub": ("abdomen", "kub"), "babygram": ("chest", "abdomen"),
+    "pelvic": ("pelvis",), "kub": ("abdomen", "kub", "ap"), "babygram": ("chest", "abdomen"),
     "head": ("head",), "brain": ("head",), "stroke": ("head", "stroke"), "neck": ("neck",),
     "cspine": ("cspine",), "lspine": ("lspine",), "spine": ("spine",),
     "heart": ("heart",), "cardiac": ("heart",), "card": ("heart",), "coronary": ("coronary",),
@@ -144,6 +144,13 @@ def _collect(tokens: list[str], raw: list[str]) -> Features:
                     frozenset(flags), frozenset(projections), contrast, views,
                     tuple(w for w in words if w) or tuple(raw),
                     frozenset(w for w in raw if not w.startswith("ctr_")) | set(tokens))
+
+
+def implied(f: Features) -> Features:
+    """Defaults radiologists read into a *description* (never applied to a term's name)."""
+    if f.contrast is None and "screening" in f.flags and "chest" in f.regions and "mg" not in f.modalities:
+        return replace(f, contrast="WO")  # lung-cancer screening CT is low-dose, never enhanced
+    return f
 
 
 def view_count(f: Features) -> str | None:
