@@ -191,50 +191,50 @@ def _integer_quotas(keys: Sequence[tuple[str, ...]], attrs: Sequence[str], fitte
             break
         if q[i] < supply[i]:
             q[i] += 1
+    member, want = _membership(keys, attrs, marg)
     for _ in range(4 * size + 100):
-        err = _marginal_error(keys, attrs, q, marg)
-        if err == 0:
+        gap = want - member @ q
+        if not gap.any():
             return q.astype(int)
-        move = _best_move(keys, attrs, q, supply, marg, err)
+        move = _best_move(member, gap, q, supply)
         if move is None:
             break
-        src, dst = move
-        if src >= 0:
-            q[src] -= 1
-        if dst >= 0:
-            q[dst] += 1
+        q[move[0]] -= 1
+        q[move[1]] += 1
     raise Shortfall(_joint_gaps(keys, attrs, q, marg, supply))
 
 
-def _marginal_error(keys: Sequence[tuple[str, ...]], attrs: Sequence[str], q: np.ndarray,
-                    marg: Mapping[str, Mapping[str, int]]) -> int:
-    err = 0
+def _membership(keys: Sequence[tuple[str, ...]], attrs: Sequence[str],
+                marg: Mapping[str, Mapping[str, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 matrix (marginal cell × joint cell) and the integer target of each marginal cell."""
+    rows, want = [], []
     for i, a in enumerate(attrs):
         for v, need in marg[a].items():
-            err += abs(int(sum(n for k, n in zip(keys, q, strict=True) if k[i] == v)) - need)
-    return err
+            rows.append([k[i] == v for k in keys])
+            want.append(need)
+    return np.array(rows, dtype=float), np.array(want, dtype=float)
 
 
-def _best_move(keys: Sequence[tuple[str, ...]], attrs: Sequence[str], q: np.ndarray,
-               supply: np.ndarray, marg: Mapping[str, Mapping[str, int]],
-               err: int) -> tuple[int, int] | None:
-    """The unit move (remove from src, add to dst; -1 = none) that lowers the error most."""
-    best, move = err, None
-    n = len(keys)
-    for src in [-1, *range(n)]:
-        if src >= 0 and q[src] <= 0:
-            continue
-        for dst in [-1, *range(n)]:
-            if dst == src or (dst >= 0 and q[dst] >= supply[dst]):
+def _best_move(member: np.ndarray, gap: np.ndarray, q: np.ndarray, supply: np.ndarray,
+               k: int = 16) -> tuple[int, int] | None:
+    """The unit move (one case from cell src to cell dst) that lowers Σ|gap| most.
+
+    Single-cell effects are computed for all cells at once; exact pair effects (cells sharing
+    a marginal value cancel there) only for the k most promising sources and destinations.
+    """
+    up = np.abs(gap - 1) - np.abs(gap)  # effect on each marginal cell of one more case
+    down = np.abs(gap + 1) - np.abs(gap)
+    add = np.where(q < supply, member.T @ up, np.inf)
+    rem = np.where(q > 0, member.T @ down, np.inf)
+    best, move = -0.5, None
+    for dst in np.argsort(add, kind="stable")[:k]:
+        for src in np.argsort(rem, kind="stable")[:k]:
+            if src == dst or not (np.isfinite(add[dst]) and np.isfinite(rem[src])):
                 continue
-            trial = q.copy()
-            if src >= 0:
-                trial[src] -= 1
-            if dst >= 0:
-                trial[dst] += 1
-            e = _marginal_error(keys, attrs, trial, marg)
-            if e < best:
-                best, move = e, (src, dst)
+            shared = member[:, dst] * member[:, src]
+            delta = add[dst] + rem[src] - float(shared @ (up + down))
+            if delta < best:
+                best, move = delta, (int(src), int(dst))
     return move
 
 

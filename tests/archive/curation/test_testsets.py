@@ -90,3 +90,23 @@ def test_bad_targets_are_refused() -> None:
         validate_targets({"sex": {"Female": -0.5, "Male": 1.5}})
     with pytest.raises(ValueError):
         draw_test_set([], 0, TARGET, seed=1)
+
+
+def test_many_attributes_jointly_met_quickly() -> None:
+    """Five attributes, 384 joint cells: IPF + integer repair still meets every marginal."""
+    import time
+
+    pool = synthetic_cases(4000, seed=3)
+    target = {"covid19_positive": {"Yes": 0.5, "No": 0.5}, "sex": {"Female": 0.5, "Male": 0.5},
+              "age": {"18-29": 0.1, "30-39": 0.1, "40-49": 0.2, "50-64": 0.3, "65-74": 0.2, "75-84": 0.1},
+              "race": {"White": 0.5, "Black or African American": 0.3, "Asian": 0.1, "Other": 0.1},
+              "site": {"site-A": 0.3, "site-B": 0.3, "site-C": 0.2, "site-D": 0.2}}
+    started = time.perf_counter()
+    ts = draw_test_set(pool, 333, target, seed=1)
+    assert time.perf_counter() - started < 10
+    for attr, props in ts.distribution().items():
+        counts = [v["count"] for v in props.values()]
+        assert sum(counts) == 333
+        for value, row in props.items():
+            assert abs(row["count"] - 333 * target[attr][value]) < 1, (attr, value)
+            assert _count(pool, ts.case_ids, attr, value) == row["count"]
