@@ -101,6 +101,8 @@ def test_second_batch_is_sticky_and_keeps_totals_on_target(commons: list[Case], 
     worst = max(abs(r.deviation(F)) for r in rep.marginals)
     assert worst <= 4.0, worst  # earlier cases are fixed, so a little less room than batch 1
     assert rep.max_marginal_deviation(min_cases=200) <= 0.01
+    # the release is re-derivable from its recorded seed and inputs
+    assert sequester(list(reversed(everything)), first.assignments, seed=99).assignments == second.assignments
 
 
 def test_drift_left_by_earlier_batches_is_corrected() -> None:
