@@ -73,6 +73,8 @@ class Achieved:
 
 @dataclass(frozen=True, slots=True)
 class TestSet:
+    __test__ = False  # not a pytest class, despite the name
+
     case_ids: tuple[str, ...]
     seed: int
     quotas: dict[tuple[str, ...], int]  # joint cell (values in target order) → cases drawn
