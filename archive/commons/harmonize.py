@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import and_, func, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons.normalize import key
 from archive.commons.playbook import Playbook
 from archive.core import Caller
 from archive.errors import InvalidRequest, NotFound
-from archive.index.visibility import visible_sql
+from archive.index.commons_tables import description_mapping, study_harmonization
+from archive.index.tables import study
+from archive.index.visibility import visible_to
 
 STATUSES = ("proposed", "approved", "rejected")
 
@@ -188,22 +190,23 @@ async def list_mappings(conn: AsyncConnection, status: str | None) -> list[dict[
 async def list_descriptions(conn: AsyncConnection, caller: Caller,
                             status: str) -> list[dict[str, Any]]:
     """Raw descriptions per key with study counts, most frequent first (curators' worklist)."""
-    where = {"unmapped": "h.loinc_code IS NULL", "mapped": "h.loinc_code IS NOT NULL",
-             "all": "TRUE"}.get(status)
+    h, dm = study_harmonization, description_mapping
+    where = {"unmapped": h.c.loinc_code.is_(None), "mapped": h.c.loinc_code.is_not(None),
+             "all": true()}.get(status)
     if where is None:
         raise InvalidRequest("status must be unmapped, mapped or all")
-    rows = (await conn.execute(text(
-        f"""
-        SELECT h.modality_norm AS modality, h.description_norm AS description,
-               min(h.raw_description) AS example, count(*) AS studies,
-               h.loinc_code, dm.status AS mapping_status, dm.loinc_code AS proposed_code
-        FROM study_harmonization h JOIN study ON study.pk = h.study_pk
-        LEFT JOIN description_mapping dm ON dm.modality_norm = h.modality_norm
-             AND dm.description_norm = h.description_norm
-        WHERE {where} AND {visible_sql(caller)}
-        GROUP BY h.modality_norm, h.description_norm, h.loinc_code, dm.status, dm.loinc_code
-        ORDER BY count(*) DESC, h.modality_norm, h.description_norm
-        """))).mappings().all()
+    joined = h.join(study, study.c.pk == h.c.study_pk).outerjoin(dm, and_(
+        dm.c.modality_norm == h.c.modality_norm, dm.c.description_norm == h.c.description_norm))
+    rows = (await conn.execute(
+        select(h.c.modality_norm.label("modality"), h.c.description_norm.label("description"),
+               func.min(h.c.raw_description).label("example"), func.count().label("studies"),
+               h.c.loinc_code, dm.c.status.label("mapping_status"),
+               dm.c.loinc_code.label("proposed_code"))
+        .select_from(joined).where(where, visible_to(caller))
+        .group_by(h.c.modality_norm, h.c.description_norm, h.c.loinc_code, dm.c.status,
+                  dm.c.loinc_code)
+        .order_by(func.count().desc(), h.c.modality_norm, h.c.description_norm)
+    )).mappings().all()
     return [dict(r) for r in rows]
 
 

@@ -94,6 +94,8 @@ instance = Table(
     Column("sha256", Text, nullable=False),
     Column("pixels", JSONB),
     Column("header", JSONB, nullable=False),
+    # DICOM JSON as text, Pixel Data as a `bulk:` marker; set by a trigger (migration 0003).
+    Column("metadata", Text),
     Column("created_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
 )

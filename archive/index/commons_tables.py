@@ -1,4 +1,7 @@
-"""SQLAlchemy Core descriptions of the commons tables (migration 0004 is the source of truth)."""
+"""SQLAlchemy Core descriptions of the commons tables (migration 0004 is the source of truth).
+
+Kept in archive.index with the index tables: one MetaData, and only archive.index (and
+archive.query.sql) describe tables."""
 
 from __future__ import annotations
 
