@@ -20,6 +20,4 @@ VIEWS = frozenset({commons_tables.study_case.name})
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool,
                    compare_to: Any) -> bool:
     """Autogenerate filter: compare tables, columns, indexes and constraints, never views."""
-    if type_ == "table" and name in VIEWS:
-        return False
-    return True
+    return not (type_ == "table" and name in VIEWS)
