@@ -224,6 +224,9 @@ def test_cohort_root_is_read_only_and_unknown_cohorts_404(loaded: Loaded) -> Non
     r = requests.post(f"{cohort['dicomweb_root']}/studies", data=b"x", timeout=30,
                       headers={"Content-Type": "multipart/related; type=application/dicom"})
     assert r.status_code == 405
+    assert r.headers["Allow"] == "GET,HEAD"
+    assert r.json() == {"error": "a cohort is frozen: its DICOMweb root is read-only",
+                        "status": 405}
     for bad in ("00000000-0000-0000-0000-000000000000", "1;DROP TABLE study", "x"):
         assert get(loaded, f"/commons/cohorts/{bad}").status_code == 404
         assert get(loaded, f"/commons/cohorts/{bad}/dicom-web/studies").status_code == 404
