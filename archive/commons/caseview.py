@@ -8,23 +8,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, not_, select, text
+from sqlalchemy import Select, Table, not_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons.clinical import KINDS
 from archive.core import Caller
 from archive.errors import NotFound
-from archive.index.commons_tables import loinc_term, study_case, study_harmonization
+from archive.index.commons_tables import clinical_case, loinc_term, study_case, study_harmonization
 from archive.index.tables import patient, study
 from archive.index.visibility import visible_to
 
-_CHILD_ORDER = {"tests": "days_from_index, pk", "observations": "days NULLS LAST, pk",
-                "studies": "days_to_study, study_uid"}
+
+def _child_order(name: str, table: Table) -> tuple[Any, ...]:
+    """Each kind of clinical row in its natural order (day first, then entry order)."""
+    c = table.c
+    if name == "tests":
+        return (c.days_from_index, c.pk)
+    if name == "observations":
+        return (c.days.asc().nulls_last(), c.pk)
+    if name == "studies":
+        return (c.days_to_study, c.study_uid)
+    return (c.days_start.asc().nulls_last(), c.pk)
 
 
 async def case_view(conn: AsyncConnection, caller: Caller, case_id: str) -> dict[str, Any]:
-    row = (await conn.execute(text("SELECT * FROM clinical_case WHERE case_id = :c"),
-                              {"c": case_id})).mappings().first()
+    row = (await conn.execute(select(clinical_case).where(clinical_case.c.case_id == case_id))
+           ).mappings().first()
     hidden = (await conn.execute(
         select(study.c.pk).select_from(study.join(patient, patient.c.pk == study.c.patient_pk))
         .where(patient.c.patient_id == case_id, not_(visible_to(caller))).limit(1))).first()
@@ -34,10 +43,9 @@ async def case_view(conn: AsyncConnection, caller: Caller, case_id: str) -> dict
     out["created_at"], out["updated_at"] = row["created_at"].isoformat(), \
         row["updated_at"].isoformat()
     for name, kind in KINDS.items():
-        order = _CHILD_ORDER.get(name, "days_start NULLS LAST, pk")
-        rows = (await conn.execute(text(
-            f"SELECT * FROM {kind.table.name} WHERE case_id = :c ORDER BY {order}"),
-            {"c": case_id})).mappings().all()
+        t = kind.table
+        rows = (await conn.execute(select(t).where(t.c.case_id == case_id)
+                                   .order_by(*_child_order(name, t)))).mappings().all()
         out[name] = [{k: v for k, v in r.items() if k not in ("pk", "case_id")} for r in rows]
     out["imaging_studies"] = [dict(r) for r in (await conn.execute(
         _imaging_studies(caller, case_id))).mappings().all()]
