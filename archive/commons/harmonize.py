@@ -19,7 +19,12 @@ from archive.commons.normalize import key
 from archive.commons.playbook import Playbook
 from archive.core import Caller
 from archive.errors import InvalidRequest, NotFound
-from archive.index.commons_tables import description_mapping, study_harmonization
+from archive.index.commons_tables import (
+    description_mapping,
+    loinc_term,
+    mapping_history,
+    study_harmonization,
+)
 from archive.index.tables import study
 from archive.index.visibility import visible_to
 
@@ -71,7 +76,7 @@ async def harmonize_study(conn: AsyncConnection, facts: Any, study_pk: int) -> N
 
 async def current_version(conn: AsyncConnection) -> int:
     return int((await conn.execute(
-        text("SELECT COALESCE(max(version), 0) FROM mapping_history"))).scalar_one())
+        select(func.coalesce(func.max(mapping_history.c.version), 0)))).scalar_one())
 
 
 async def set_mapping(conn: AsyncConnection, modality: str, description: str,
@@ -87,8 +92,8 @@ async def set_mapping(conn: AsyncConnection, modality: str, description: str,
     if status != "rejected":
         if code is None:
             raise InvalidRequest("loinc_code is required unless the status is rejected")
-        known = (await conn.execute(text("SELECT 1 FROM loinc_term WHERE code = :c"),
-                                    {"c": code})).first()
+        known = (await conn.execute(
+            select(loinc_term.c.code).where(loinc_term.c.code == code))).first()
         if not known:
             raise InvalidRequest(f"LOINC code {code!r} is not in the term table "
                                  "(load it with `archive loinc load`)")
@@ -178,12 +183,15 @@ async def load_playbook(conn: AsyncConnection, book: Playbook, curator: str) -> 
 async def list_mappings(conn: AsyncConnection, status: str | None) -> list[dict[str, Any]]:
     if status is not None and status not in STATUSES:
         raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
-    rows = (await conn.execute(text(
-        "SELECT dm.modality_norm, dm.description_norm, dm.raw_example, dm.loinc_code, "
-        "t.long_common_name, dm.status, dm.version, dm.curator, dm.updated_at "
-        "FROM description_mapping dm LEFT JOIN loinc_term t ON t.code = dm.loinc_code "
-        "WHERE (CAST(:s AS text) IS NULL OR dm.status = :s) "
-        "ORDER BY dm.modality_norm, dm.description_norm"), {"s": status})).mappings().all()
+    dm, t = description_mapping, loinc_term
+    stmt = (select(dm.c.modality_norm, dm.c.description_norm, dm.c.raw_example, dm.c.loinc_code,
+                   t.c.long_common_name, dm.c.status, dm.c.version, dm.c.curator,
+                   dm.c.updated_at)
+            .select_from(dm.outerjoin(t, t.c.code == dm.c.loinc_code))
+            .order_by(dm.c.modality_norm, dm.c.description_norm))
+    if status is not None:
+        stmt = stmt.where(dm.c.status == status)
+    rows = (await conn.execute(stmt)).mappings().all()
     return [dict(r) | {"updated_at": r["updated_at"].isoformat()} for r in rows]
 
 
@@ -211,15 +219,16 @@ async def list_descriptions(conn: AsyncConnection, caller: Caller,
 
 
 async def terms(conn: AsyncConnection) -> list[dict[str, Any]]:
-    rows = (await conn.execute(text(
-        "SELECT code, long_common_name, modality, body_system, method, contrast FROM loinc_term "
-        "ORDER BY code"))).mappings().all()
+    t = loinc_term
+    rows = (await conn.execute(
+        select(t.c.code, t.c.long_common_name, t.c.modality, t.c.body_system, t.c.method,
+               t.c.contrast).order_by(t.c.code))).mappings().all()
     return [dict(r) for r in rows]
 
 
 async def term(conn: AsyncConnection, code: str) -> dict[str, Any]:
-    row = (await conn.execute(text("SELECT * FROM loinc_term WHERE code = :c"),
-                              {"c": code})).mappings().first()
+    row = (await conn.execute(select(loinc_term).where(loinc_term.c.code == code))
+           ).mappings().first()
     if row is None:
         raise NotFound(f"no LOINC term {code}")
     return dict(row)
