@@ -11,11 +11,10 @@ or 406 when it cannot be.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import aclosing
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
 
 from aiohttp import web
-from sqlalchemy import text
 
 from archive.core import Caller, Core
 from archive.delete import delete
@@ -27,8 +26,8 @@ from archive.retrieve import (
     Version,
     json_escape,
     locate,
-    metadata_rows_sql,
-    metadata_sql,
+    metadata_array,
+    metadata_stream,
     metadata_with_version,
     version,
 )
@@ -204,28 +203,22 @@ async def metadata(request: web.Request) -> web.StreamResponse:
     if fmt == "xml":
         return await _metadata_xml(request, core, caller, scope, root, headers)
     if ver.count > STRING_AGG_LIMIT:
-        sql, args = metadata_rows_sql(caller, scope)
-        args["base"] = json_escape(root)
-        return await _stream_json(request, core, sql, args, headers)
-    sql, args = metadata_sql(caller, scope)
-    args["base"] = json_escape(root)
-    async with core.engine.connect() as conn:
-        body = (await conn.execute(text(sql), args)).scalar_one()
-    return web.Response(body=(body or "[]").encode(), headers=headers,
+        return await _stream_json(request, core, caller, scope, json_escape(root), headers)
+    body = await metadata_array(core, caller, scope, json_escape(root))
+    return web.Response(body=body.encode(), headers=headers,
                         content_type="application/dicom+json")
 
 
-async def _stream_json(request: web.Request, core: Core, sql: str, args: dict[str, Any],
-                       headers: dict[str, str]) -> web.StreamResponse:
+async def _stream_json(request: web.Request, core: Core, caller: Caller, scope: Scope,
+                       base: str, headers: dict[str, str]) -> web.StreamResponse:
     resp = web.StreamResponse(headers=headers)
     resp.content_type = "application/dicom+json"
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     sep = b"["
-    async with core.engine.connect() as conn:
-        result = await conn.stream(text(sql), args)
-        async for batch in result.partitions(500):
-            await resp.write(sep + b",".join(r.doc.encode() for r in batch))
+    async with aclosing(metadata_stream(core, caller, scope, base)) as batches:
+        async for batch in batches:
+            await resp.write(sep + b",".join(doc.encode() for doc in batch))
             sep = b","
     await resp.write(b"]" if sep == b"," else b"[]")
     await resp.write_eof()
