@@ -34,8 +34,28 @@ def differences(url: str, target: MetaData) -> list[Any]:
     return asyncio.run(run())
 
 
+def _has_trgm(url: str) -> bool:
+    async def run() -> bool:
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.connect() as conn:
+                found = await conn.exec_driver_sql(
+                    "SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
+                return found.first() is not None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def test_tables_match_the_migrations(database_url: str) -> None:
-    assert differences(database_url, metadata) == []
+    found = differences(database_url, metadata)
+    if not _has_trgm(database_url):
+        # Migration 0002 builds the trigram indexes only where pg_trgm exists (not in every
+        # embedded PostgreSQL build); their absence there is the migrations' intent.
+        found = [d for d in found if not (isinstance(d, tuple) and d[0] == "add_index"
+                                          and str(d[1].name).endswith("_trgm_idx"))]
+    assert found == []
 
 
 def test_a_drifted_description_is_reported(database_url: str) -> None:
