@@ -1,4 +1,4 @@
-"""Core: the dependencies every use case takes, assembled once by the server."""
+"""Core: the dependencies every use case takes, assembled once by `archive.runtime.open_core`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from storage.filesystem import FileBlobStore
 if TYPE_CHECKING:
     from archive.index.writes import Attribution
     from archive.instance import InstanceFacts
+    from archive.workers import Workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Core:
     engine: AsyncEngine
     blobs: FileBlobStore
     executor: Executor | None = None
+    workers: Workers | None = None  # parse/transcode processes (None: threads)
     extensions: Extensions = field(default_factory=Extensions)
     in_flight: int = 0  # ingests running (any door)
     requests_in_flight: int = 0  # HTTP requests being handled (for graceful drain)
