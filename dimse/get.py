@@ -29,6 +29,7 @@ from dimse.retrieve_scp import (
     refusal,
 )
 from dimse.store import caller_for
+from dimse.syntaxes import STORAGE_TRANSFER_SYNTAXES
 
 log = logging.getLogger("dimse.get")
 QR_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
@@ -37,8 +38,6 @@ PENDING = 0xFF00
 
 
 def service(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
-    from dimse.listener import STORAGE_TRANSFER_SYNTAXES
-
     ae.add_supported_context(PATIENT_ROOT_GET, QR_SYNTAXES)
     ae.add_supported_context(STUDY_ROOT_GET, QR_SYNTAXES)
     for cx in AllStoragePresentationContexts:  # role selection: we act as Storage SCU

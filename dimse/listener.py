@@ -17,40 +17,13 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from archive.core import Core
-from archive.transfer_syntax import (
-    DEFLATED_EXPLICIT_VR_LE,
-    EXPLICIT_VR_BE,
-    EXPLICIT_VR_LE,
-    IMPLICIT_VR_LE,
-    JPEG_2000,
-    JPEG_2000_LOSSLESS,
-    JPEG_BASELINE,
-    JPEG_EXTENDED,
-    JPEG_LOSSLESS,
-    JPEG_LOSSLESS_SV1,
-    JPEG_LS_LOSSLESS,
-    JPEG_LS_NEAR_LOSSLESS,
-    RLE_LOSSLESS,
-)
+from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from dimse import find, get, move
 from dimse.store import handle_store
+from dimse.syntaxes import STORAGE_TRANSFER_SYNTAXES
 
 log = logging.getLogger("dimse")
 
-STORAGE_TRANSFER_SYNTAXES = [
-    EXPLICIT_VR_LE,
-    IMPLICIT_VR_LE,
-    DEFLATED_EXPLICIT_VR_LE,
-    EXPLICIT_VR_BE,
-    JPEG_BASELINE,
-    JPEG_EXTENDED,
-    JPEG_LOSSLESS,
-    JPEG_LOSSLESS_SV1,
-    JPEG_LS_LOSSLESS,
-    JPEG_LS_NEAR_LOSSLESS,
-    JPEG_2000_LOSSLESS,
-    JPEG_2000,
-    RLE_LOSSLESS,
-]
 
 # A DIMSE service plug-in: adds presentation contexts to the AE and returns its handlers.
 Service = Callable[[AE, Core, asyncio.AbstractEventLoop], list[Any]]
@@ -66,8 +39,6 @@ def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
 
 def services() -> list[Service]:
     """Registered DIMSE services: storage here, query/retrieve in their own modules."""
-    from dimse import find, get, move
-
     return [_storage, find.service, get.service, move.service]
 
 
