@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from archive.caller import Caller as Caller
 from archive.config import Settings
 from storage.filesystem import FileBlobStore
 
@@ -17,19 +18,6 @@ if TYPE_CHECKING:
     from archive.index.writes import Attribution
     from archive.instance import InstanceFacts
     from archive.workers import Workers
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking: built by each door (calling AE title, HTTP credentials, STOW parameters)."""
-
-    ae_title: str | None = None
-    site: str | None = None
-    dataset: str | None = None
-    collection: str | None = None
-    may_see_sequestered: bool = False
-    cohort: str | None = None
-    roles: frozenset[str] = frozenset()
 
 
 # Namespaced query keys (e.g. "commons.site"): (key, raw value) → boolean clause over the study
