@@ -196,7 +196,7 @@ async def _json_body(request: web.Request) -> Any:
 
 
 # ---- cohort DICOMweb roots ---------------------------------------------------------------------
-def _cohort_guard(handler: Handler) -> Handler:
+def cohort_guard(handler: Handler) -> Handler:
     """404 for an unknown (or unreadable) cohort before the DICOMweb handler runs."""
     async def guarded(request: web.Request) -> web.StreamResponse:
         await cohorts.get(request.app[CORE], caller_from_request(request),
@@ -205,39 +205,5 @@ def _cohort_guard(handler: Handler) -> Handler:
     return guarded
 
 
-async def _read_only(request: web.Request) -> web.StreamResponse:
+async def read_only(request: web.Request) -> web.StreamResponse:
     raise NotAllowed("a cohort is frozen: its DICOMweb root is read-only", ("GET", "HEAD"))
-
-
-def cohort_root_routes() -> list[web.RouteDef]:
-    from dicomweb.routes import dicomweb_routes  # lazily: routes imports this module
-
-    out = []
-    for rd in dicomweb_routes(COHORT_ROOT):
-        handler = _cohort_guard(rd.handler) if rd.method in ("GET", "HEAD") else _read_only
-        out.append(web.RouteDef(rd.method, rd.path, handler, rd.kwargs))
-    return out
-
-
-def routes(prefix: str) -> list[web.RouteDef]:
-    p = prefix
-    return [
-        web.get(f"{p}/openapi.json", get_openapi),
-        web.post(f"{p}/cases", post_cases),
-        web.get(f"{p}/cases/{{case}}", get_case),
-        web.get(f"{p}/descriptions", get_descriptions),
-        web.get(f"{p}/mappings", get_mappings),
-        web.post(f"{p}/mappings", post_mapping),
-        web.get(f"{p}/loinc", get_terms),
-        web.get(f"{p}/sites", get_sites),
-        web.get(f"{p}/datasets", get_datasets),
-        web.get(f"{p}/facets", get_facets),
-        web.post(f"{p}/cohorts", post_cohort),
-        web.get(f"{p}/cohorts", list_cohorts),
-        web.get(f"{p}/cohorts/{{cohort}}", get_cohort),
-        web.get(f"{p}/cohorts/{{cohort}}/manifest", get_manifest),
-        web.get(f"{p}/cohorts/{{cohort}}/clinical", get_clinical),
-        web.get(f"{p}/cohorts/{{cohort}}/files/{{sop}}", get_file),
-        *cohort_root_routes(),
-    ]
-

@@ -18,8 +18,7 @@ from aiohttp import web
 
 from archive.core import Caller, Core
 from archive.delete import delete
-from archive.errors import InvalidRequest, NotAcceptable
-from archive.instance import is_valid_uid
+from archive.errors import NotAcceptable
 from archive.retrieve import (
     Located,
     Scope,
@@ -33,7 +32,6 @@ from archive.retrieve import (
 )
 from archive.transcode import can_convert
 from archive.transfer_syntax import EXPLICIT_VR_LE
-from dicomweb import wado_frames, wado_uri
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_json import resolve_bulk
 from dicomweb.dicom_xml import to_xml
@@ -41,49 +39,10 @@ from dicomweb.keys import CORE
 from dicomweb.multipart import closing, new_boundary, part_header
 from dicomweb.urls import instance_url, service_root
 from dicomweb.wado_accept import Wanted, accept_of, wanted
+from dicomweb.wado_scope import located_for, scope_of
 from dicomweb.wado_stream import multipart_dicom, single_dicom, zip_dicom
 
 STRING_AGG_LIMIT = 2000  # instances: above this, metadata is streamed row by row
-
-
-def routes(prefix: str) -> list[web.RouteDef]:
-    """Every WADO-RS resource (and DELETE) under `prefix`; WADO-URI at `{prefix}/wado`, and
-    at the site root `/wado` for the main service root (where legacy viewers look for it)."""
-    st = f"{prefix}/studies/{{study}}"
-    se = f"{st}/series/{{series}}"
-    ins = f"{se}/instances/{{instance}}"
-    fr = f"{ins}/frames/{{frames}}"
-    out = [
-        web.get(st, retrieve), web.get(se, retrieve), web.get(ins, retrieve),
-        web.get(f"{st}/metadata", metadata), web.get(f"{se}/metadata", metadata),
-        web.get(f"{ins}/metadata", metadata),
-        web.get(f"{ins}/bulkdata/{{tag}}", wado_frames.bulkdata),
-        web.get(fr, wado_frames.frames),
-        *(web.get(f"{r}/rendered", wado_frames.rendered) for r in (st, se, ins, fr)),
-        *(web.get(f"{r}/thumbnail", wado_frames.thumbnail) for r in (st, se, ins, fr)),
-        web.delete(st, remove), web.delete(se, remove), web.delete(ins, remove),
-        web.get(f"{prefix}/wado", wado_uri.wado),
-    ]
-    if prefix == "/dicom-web":
-        out.append(web.get("/wado", wado_uri.wado))
-    return out
-
-
-def scope_of(request: web.Request) -> Scope:
-    """UIDs from the URL, validated so a malformed one is a 400 rather than a silent 404."""
-    m = request.match_info
-    scope = Scope(m.get("study"), m.get("series"), m.get("instance"))
-    for name in ("study", "series", "instance"):
-        value = getattr(scope, name)
-        if value is not None and not is_valid_uid(value):
-            raise InvalidRequest(f"invalid {name} UID in URL: {value[:80]!r}")
-    return scope
-
-
-async def located_for(request: web.Request, with_header: bool = False) -> list[Located]:
-    s = scope_of(request)
-    return await locate(request.app[CORE], caller_from_request(request), s.study, s.series,
-                        s.instance, with_header=with_header)
 
 
 # --- retrieve instances ----------------------------------------------------------------------

@@ -300,13 +300,13 @@ def _sop(s: Study) -> str:
 
 def test_cohort_root_hides_other_studies_on_every_route(loaded: Loaded) -> None:
     """Every GET route of the cohort root, taken from the route table itself."""
-    from dicomweb.commons_api import cohort_root_routes
+    from dicomweb.routes import cohort_roots
 
     cohort = make_cohort(loaded, {"commons.site": "SITE_C"})
     member = next(s for s in loaded.commons.studies if s.site == "SITE_C" and not s.sequestered)
     outsider = next(s for s in loaded.commons.studies
                     if s.site == "SITE_A" and not s.sequestered)
-    paths = sorted({rd.path for rd in cohort_root_routes() if rd.method == "GET"})
+    paths = sorted({r.path for r in cohort_roots() if r.method == "GET"})
     assert len(paths) > 15
     base = loaded.server.base
     for template in paths:
