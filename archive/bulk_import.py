@@ -12,12 +12,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from archive import commons, group_commit
+from archive.blobs import spool_file_async
 from archive.config import Settings
 from archive.core import Caller, Core
 from archive.errors import ArchiveError
 from archive.index.engine import create_engine, upgrade
 from archive.ingest import ingest
-from storage.filesystem import FileBlobStore, NoSpace, SpoolLimitExceeded
+from storage.filesystem import FileBlobStore
 
 PARALLEL = 4
 
@@ -44,9 +45,12 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
         commons.register(core)
         caller = Caller(site=args.site, dataset=args.dataset, collection=args.collection,
                         ae_title=None)
-        counts, failures = await _import_all(core, files, caller, not args.no_progress)
-        await group_commit.close(core)
-        await engine.dispose()
+        try:
+            counts, failures = await _import_all(core, files, caller, not args.no_progress)
+        finally:
+            await group_commit.close(core)
+            core.blobs.close()
+            await engine.dispose()
     for p in missing:
         failures.append((p, "no such file or directory"))
     print(f"stored {counts['stored'] + counts['replaced']}, duplicates {counts['duplicate']}, "
@@ -67,14 +71,12 @@ async def _import_all(
     async def one(path: Path) -> None:
         async with sem:
             try:
-                spooled = await asyncio.to_thread(
-                    core.blobs.spool_file, path, core.settings.max_instance_bytes
-                )
+                spooled = await spool_file_async(core, path)
                 stored = await ingest(core, spooled, caller)
                 counts[stored.outcome] += 1
             except ArchiveError as exc:
                 failures.append((path, exc.reason))
-            except (OSError, SpoolLimitExceeded, NoSpace) as exc:
+            except OSError as exc:  # reading the source file
                 failures.append((path, str(exc)))
             finally:
                 bar.update(1)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from archive.config import Settings
-from storage.filesystem import FileBlobStore
+from storage.base import BlobStore
 
 if TYPE_CHECKING:
     from archive.index.writes import Attribution
@@ -55,7 +55,7 @@ class Extensions:
 class Core:
     settings: Settings
     engine: AsyncEngine
-    blobs: FileBlobStore
+    blobs: BlobStore  # the backend is chosen by the composition root only
     executor: Executor | None = None
     extensions: Extensions = field(default_factory=Extensions)
     in_flight: int = 0  # ingests running (any door)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.core import Caller, Core
 from archive.errors import NotFound
+from archive.index import blob_journal
 from archive.index.visibility import visible_sql
 from archive.index.writes import RECOUNT_SERIES, RECOUNT_STUDY
 from archive.retrieve import FROM_VISIBLE, Scope
@@ -58,6 +59,8 @@ async def delete(
         series_pks = sorted({r.series_pk for r in rows})
         await conn.execute(text("DELETE FROM instance WHERE pk = ANY(:p)"),
                            {"p": [r.pk for r in rows]})
+        # the journal names them for the sweep if we die before unlinking (archive.sweep)
+        await blob_journal.journal(conn, [r.blob_key for r in rows], blob_journal.UNREFERENCED)
         gone_series = (
             await conn.execute(
                 text("DELETE FROM series s WHERE s.pk = ANY(:p) AND NOT EXISTS "

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from archive.blobs import local_file
 from archive.core import Caller, Core
 from archive.errors import NotFound
 from archive.index.visibility import visible_sql
@@ -105,7 +106,7 @@ async def locate(
     return [
         Located(
             r.study_uid, r.series_uid, r.sop_uid, r.sop_class_uid, r.transfer_syntax,
-            core.blobs.path(r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
+            local_file(core, r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
             r.columns, r.header if with_header else None,
         )
         for r in rows
@@ -225,7 +226,7 @@ async def locate_keys(core: Core, caller: Caller, keys: Keys) -> list[Located]:
         rows = (await conn.execute(sql, args)).all()
     return [
         Located(r.study_uid, r.series_uid, r.sop_uid, r.sop_class_uid, r.transfer_syntax,
-                core.blobs.path(r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
+                local_file(core, r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
                 r.columns)
         for r in rows
     ]

@@ -68,6 +68,7 @@ async def running(settings: Settings) -> AsyncIterator[Core]:
             yield core
         finally:
             await _stop(core, runner, listener)
+            blobs.close()
             await engine.dispose()
 
 

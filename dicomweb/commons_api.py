@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from archive.blobs import local_file
 from archive.commons import clinical, cohorts, facets, harmonize, sites
 from archive.commons.rows import RowErrors
 from archive.commons.selection import check_pairs
@@ -225,7 +226,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     core, cid, sop = request.app[CORE], request.match_info["cohort"], request.match_info["sop"]
     async with core.engine.connect() as conn:
         key, _size, sha = await cohorts.member_file(conn, caller_from_request(request), cid, sop)
-    path = core.blobs.path(key)
+    path = local_file(core, key)
     if not path.exists():
         raise NotFound(f"the stored file of {sop} is missing")
     return web.FileResponse(path, headers={
