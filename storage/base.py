@@ -63,6 +63,14 @@ class BlobStore(Protocol):
     """What the core calls. Every method may raise a StorageError subclass."""
 
     # -- writing ------------------------------------------------------------------------------
+    def spool_dir(self) -> Path:
+        """The local directory of spool files (parsed before commit; see Spooled)."""
+        ...
+
+    def spool_bytes(self, data: bytes) -> Spooled:
+        """Spool a small in-memory payload."""
+        ...
+
     async def spool_stream(self, chunks: AsyncIterator[bytes], limit: int) -> Spooled:
         """Write a byte stream to the spool, hashing it; nothing is left behind on failure."""
         ...
