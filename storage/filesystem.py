@@ -86,7 +86,7 @@ class FileBlobStore:
         except BaseException:
             with contextlib.suppress(OSError):
                 f.close()
-            path.unlink(missing_ok=True)
+            _unlink_quietly(path)
             raise
         return Spooled(path, size, digest.hexdigest())
 
@@ -96,7 +96,7 @@ class FileBlobStore:
             with _guard(lambda: open(path, "wb")) as f:
                 _write(f, data)
         except BaseException:
-            path.unlink(missing_ok=True)
+            _unlink_quietly(path)
             raise
         return Spooled(path, len(data), hashlib.sha256(data).hexdigest())
 
@@ -116,14 +116,16 @@ class FileBlobStore:
         path = self._new_spool_path()
         try:
             os.link(source, path)
-        except OSError:  # another filesystem (EXDEV), or links not supported: copy instead
-            return None
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                return None  # another filesystem, or no links here: copy instead
+            raise _classify(exc) from exc
         try:
             os.chmod(path, _FILE_MODE)
             with open(path, "rb") as f:
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
         except BaseException:
-            path.unlink(missing_ok=True)
+            _unlink_quietly(path)
             raise
         return Spooled(path, size, digest)
 
@@ -140,12 +142,13 @@ class FileBlobStore:
                     digest.update(chunk)
                     _write(dst, chunk)
         except BaseException:
-            path.unlink(missing_ok=True)
+            _unlink_quietly(path)
             raise
         return Spooled(path, size, digest.hexdigest())
 
     def discard(self, spooled: Spooled) -> None:
-        spooled.path.unlink(missing_ok=True)
+        """Best effort: a spool file that cannot be removed now is cleared at the next start."""
+        _unlink_quietly(spooled.path)
 
     def clear_spool(self, older_than: float = 0.0) -> int:
         """Remove leftovers of interrupted uploads older than `older_than` seconds."""
@@ -262,8 +265,12 @@ class FileBlobStore:
 
     # -- remove, list ----------------------------------------------------------------------
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self.path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _classify(exc) from exc
 
     def keys(self, older_than: float = 0.0) -> Iterator[str]:
         cutoff = time.time() - older_than
@@ -296,13 +303,20 @@ class FileBlobStore:
             os.rename(tmp, self.root / STAMP_FILE)
             _fsync_dir(self.root)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _unlink_quietly(tmp)
             raise _classify(exc) from exc
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+def _unlink_quietly(path: Path) -> None:
+    """Clean-up after a failed write: the original error matters, not this one (on a
+    read-only filesystem even unlinking a missing file fails)."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _guard(fn: Callable[[], T]) -> T:
