@@ -2,16 +2,17 @@
 
 Ingests hand over a parsed instance and its spool file; a writer takes everything pending and
   1. answers identical re-sends from one index lookup (no blob is written for them),
-  2. fsyncs all their files in parallel (the disk flushes once for the lot), renames them into
-     place and fsyncs each directory (see FileBlobStore.commit_many),
+  2. journals their new blob keys (one committed statement, archive.index.blob_journal), then
+     makes the files durable with one flush (BlobStore.commit_many: the filesystem backend
+     fsyncs them in parallel, renames them into place and fsyncs each directory),
   3. indexes them in ONE transaction, a savepoint each (a bad instance fails alone), in
      patient → study → series order (two writers always lock rows in the same order), recounts
      every touched series and study once, and commits,
 and only then resolves each caller's future. While one flush runs the next batch gathers, so
 under load each disk flush and each commit carries many instances; an instance arriving alone
 waits for nobody. The guarantees of `archive.ingest` are unchanged: success means the file is
-fsynced and the index row committed; a crash leaves at worst orphan blobs, never a row without
-its file.
+fsynced and the index row committed; a crash leaves at worst journaled orphan blobs (which the
+start-up sweep removes), never a row without its file.
 """
 
 from __future__ import annotations
