@@ -11,12 +11,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from archive.blobs import spool_file_async
 from archive.config import Settings
 from archive.core import Caller, Core
 from archive.errors import ArchiveError
 from archive.ingest import ingest
 from archive.runtime import open_core
-from storage.filesystem import NoSpace, SpoolLimitExceeded
 
 PARALLEL = 4
 
@@ -58,14 +58,12 @@ async def _import_all(
     async def one(path: Path) -> None:
         async with sem:
             try:
-                spooled = await asyncio.to_thread(
-                    core.blobs.spool_file, path, core.settings.max_instance_bytes
-                )
+                spooled = await spool_file_async(core, path)
                 stored = await ingest(core, spooled, caller)
                 counts[stored.outcome] += 1
             except ArchiveError as exc:
                 failures.append((path, exc.reason))
-            except (OSError, SpoolLimitExceeded, NoSpace) as exc:
+            except OSError as exc:  # reading the source file
                 failures.append((path, str(exc)))
             finally:
                 bar.update(1)

@@ -19,7 +19,7 @@ from archive import commons, group_commit
 from archive.config import Settings
 from archive.core import Core
 from archive.index.engine import create_engine, embedded_postgres, upgrade
-from archive.sweep import sweep_orphans
+from archive.sweep import ensure_paired, sweep_orphans
 from archive.transcode import warm
 from archive.workers import WorkerPool, Workers
 from storage.filesystem import FileBlobStore
@@ -89,7 +89,9 @@ async def open_core(
         lock = DataDirLock(settings.data_dir)
         try:
             if lock.try_exclusive():
-                await sweep_orphans(engine, blobs)
+                await sweep_orphans(engine, blobs)  # checks the pairing first
+            else:  # another runtime uses the directory (and swept it): only check the pairing
+                await ensure_paired(engine, blobs)
             lock.share()
             core = Core(settings=settings, engine=engine, blobs=blobs, workers=pools)
             commons.register(core)
@@ -101,5 +103,6 @@ async def open_core(
         finally:
             if own_workers:
                 pools.close()
+            blobs.close()
             await engine.dispose()
             lock.close()
