@@ -57,6 +57,12 @@ def error_response(status: int, reason: str) -> web.Response:
     )
 
 
+def log_refusal(request: web.Request, status: int, reason: str) -> None:
+    """Every 4xx is logged with its reason at INFO, so a refused sender can be diagnosed."""
+    log.info("%s %s -> %d: %s", request.method, request.path, status, reason,
+             extra={"status": status, "peer": request.remote})
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -69,8 +75,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except e.ArchiveError as exc:
-        return error_response(status_for(exc), exc.reason)
-    except web.HTTPException:
+        status = status_for(exc)
+        if status < 500:
+            log_refusal(request, status, exc.reason)
+        return error_response(status, exc.reason)
+    except web.HTTPException as exc:
+        if 400 <= exc.status < 500:
+            log_refusal(request, exc.status, exc.reason)
         raise
     except Exception:
         rid = uuid.uuid4().hex[:12]
