@@ -124,6 +124,8 @@ class Listener:
         ae.maximum_associations = 64
         if settings.restrict_peers:
             ae.require_calling_aet = [p.ae_title for p in settings.peers]
+        # Off by default, as Orthanc: many modalities are configured with a wrong called AE.
+        ae.require_called_aet = settings.check_called_ae  # A-ASSOCIATE-RJ reason 7 when on
         handlers: list[Any] = []
         for service in services():
             handlers.extend(service(ae, core, loop))
