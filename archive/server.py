@@ -16,6 +16,7 @@ from aiohttp import web
 
 from archive import commons, group_commit
 from archive.config import Settings
+from archive.console import announce, check_data_dir, ensure_database
 from archive.core import Core
 from archive.index.engine import create_engine, embedded_postgres, upgrade
 from archive.ingest import start_parse_workers
@@ -29,7 +30,9 @@ log = logging.getLogger("archive.server")
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[str]:
     """The configured database URL, or an embedded PostgreSQL started for the server's lifetime."""
+    check_data_dir(settings)  # one clear line, not a traceback, when it is not writable
     if settings.database_url:
+        await ensure_database(settings.database_url)  # created if missing, or says how
         yield settings.database_url
         return
     stack = contextlib.ExitStack()
@@ -46,7 +49,6 @@ async def running(settings: Settings) -> AsyncIterator[Core]:
     from dicomweb.app import create_app
     from dimse.listener import Listener
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with database(settings) as url:
         await asyncio.to_thread(upgrade, url)
         engine = create_engine(url)
@@ -62,8 +64,7 @@ async def running(settings: Settings) -> AsyncIterator[Core]:
         site = web.TCPSite(runner, settings.host, settings.http_port)
         await site.start()
         listener = Listener(core, asyncio.get_running_loop())
-        log.info("serving", extra={"http": f"http://{settings.host}:{settings.http_port}/dicom-web",
-                                   "dimse_port": settings.dimse_port})
+        announce(settings)  # the start-up banner (archive/console.py)
         try:
             yield core
         finally:

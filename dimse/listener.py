@@ -135,7 +135,7 @@ class Listener:
         )
         assert server is not None  # block=False always returns the server
         self.server: ThreadedAssociationServer = server
-        log.info("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title})
+        log.debug("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title})
 
     def stop_accepting(self) -> None:
         self.server.shutdown()
