@@ -8,7 +8,6 @@ one line on stderr with exit code 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
 import logging
 import os
@@ -158,7 +157,7 @@ async def ensure_database(url: str) -> None:
         conn = await asyncpg.connect(plain, timeout=10)
     except asyncpg.InvalidCatalogNameError:
         pass  # the database is missing: create it below
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise StartupError(f"cannot reach the database server at {_where(plain)}: "
                            f"{_strerror(exc)}; is PostgreSQL running there? (leave "
                            f"--database-url unset to use the embedded one)") from exc
@@ -174,7 +173,7 @@ async def ensure_database(url: str) -> None:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise StartupError(
             f"database {name!r} does not exist and could not be created ({exc}); create it with: "
             f"createdb -h HOST -U USER {name}") from exc

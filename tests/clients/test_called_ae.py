@@ -26,7 +26,7 @@ def _echo(server: RunningArchive, called: str) -> tuple[bool, int | None]:
         assert status.Status == 0x0000
         return True, None
     rj = assoc.acceptor.primitive
-    return False, None if rj is None else int(rj.diagnostic)
+    return False, None if rj is None or rj.diagnostic is None else int(rj.diagnostic)
 
 
 def _echoscu(server: RunningArchive, called: str) -> subprocess.CompletedProcess[str]:

@@ -141,7 +141,7 @@ def test_quiet_start_banner_then_json_when_asked(database_url: str, tmp_path: Pa
                        for ln in lines), err
         if fmt == "human":
             assert lines[0].startswith("Imaging Commons Archive"), err
-            assert f"http://127.0.0.1:{http}/dicom-web" in err and f"AE ARCHIVE" in err
+            assert f"http://127.0.0.1:{http}/dicom-web" in err and "AE ARCHIVE" in err
             assert len(lines) <= 10, err  # the banner, and a stop line
         else:
             records = [json.loads(ln) for ln in lines]
@@ -158,3 +158,20 @@ def test_import_prints_no_line_per_instance(server: RunningArchive, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert "stored 5" in proc.stdout
     assert proc.stderr.strip() == "", proc.stderr
+
+
+def test_log_format_setting_and_auto_detection(tmp_path: Path) -> None:
+    import io
+
+    from archive import config
+    from archive.errors import ConfigError
+    from archive.logs import use_json
+
+    assert config.load(environ={}).log_format == "auto"
+    assert config.load(environ={"ARCHIVE_LOG_FORMAT": "json"}).log_format == "json"
+    (tmp_path / "a.toml").write_text('log_format = "human"\n')
+    assert config.load(environ={}, toml_path=tmp_path / "a.toml").log_format == "human"
+    with pytest.raises(ConfigError):
+        config.load(environ={"ARCHIVE_LOG_FORMAT": "xml"})
+    pipe = io.StringIO()  # not a terminal
+    assert use_json("auto", pipe) and use_json("json", pipe) and not use_json("human", pipe)
