@@ -128,6 +128,12 @@ def announce(settings: Settings) -> None:
     })
 
 
+def note_embedded_start(settings: Settings) -> None:
+    """Say why the first start pauses: initialising the embedded PostgreSQL takes seconds."""
+    if not (settings.pg_dir / "PG_VERSION").exists():
+        log.info("first start: initialising the embedded PostgreSQL in %s", settings.pg_dir)
+
+
 # --- start-up failures ------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from archive import commons, group_commit
 from archive.config import Settings
-from archive.console import announce, check_data_dir, ensure_database
+from archive.console import announce, check_data_dir, ensure_database, note_embedded_start
 from archive.core import Core
 from archive.index.engine import create_engine, embedded_postgres, upgrade
 from archive.ingest import start_parse_workers
@@ -35,6 +35,7 @@ async def database(settings: Settings) -> AsyncIterator[str]:
         await ensure_database(settings.database_url)  # created if missing, or says how
         yield settings.database_url
         return
+    note_embedded_start(settings)
     stack = contextlib.ExitStack()
     url = await asyncio.to_thread(stack.enter_context, embedded_postgres(settings.pg_dir))
     try:
