@@ -90,3 +90,14 @@ def test_archive_import_of_a_deflated_file(server: RunningArchive, tmp_path: Pat
     assert _stored_row(server)["transfer_syntax"] == DEFLATED
     ds = pydicom.dcmread(_deflated_file())
     assert _retrieve_as_stored(server, ds) == _deflated_file().read_bytes()
+
+
+def test_deflated_instance_retrieved_as_explicit_vr_by_dicomweb_client(
+    server: RunningArchive,
+) -> None:
+    path = _deflated_file()
+    ds = pydicom.dcmread(path)
+    client = DICOMwebClient(server.url)
+    assert "FailedSOPSequence" not in client.store_instances([ds])
+    got = client.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert got.PixelData == ds.PixelData
