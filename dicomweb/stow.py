@@ -22,7 +22,7 @@ from archive.instance import is_valid_uid
 from dicomweb import multipart
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_xml import to_xml
-from dicomweb.errors import warning_header
+from dicomweb.errors import log_refusal, warning_header
 from dicomweb.keys import CORE
 from dicomweb.media_types import negotiate, parse_media_type
 from dicomweb.urls import instance_url, service_root, study_url
@@ -158,6 +158,8 @@ def _respond(
     headers = {}
     if warnings:
         headers["Warning"] = warning_header("; ".join(warnings), limit=1000)
+    if status == 409:
+        log_refusal(request, status, "; ".join(warnings))
     if accept == "application/dicom+xml":
         return web.Response(status=status, body=to_xml(body), headers=headers,
                             content_type="application/dicom+xml")
