@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archive import config
+from archive import __version__, config
 from archive.errors import ConfigError
 from archive.logs import configure
 
@@ -22,6 +22,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="archive", description="Imaging Commons Archive")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the DICOMweb server and the DIMSE listener")
     _common(s)
