@@ -38,9 +38,13 @@ def find_node() -> str | None:
 
 
 def env_with_node(node: str) -> dict[str, str]:
-    """This environment with that node's folder (and its npm) first on PATH."""
-    path = os.environ.get("PATH", "")
-    return {**os.environ, "PATH": str(Path(node).parent) + os.pathsep + path}
+    """This environment, with the venv's bin first on PATH when that is where node is (so its
+    npm is used too). A node found on PATH is already the first one there: PATH is left as is
+    (putting e.g. /usr/bin first would change which python3 the scripts run)."""
+    here = Path(sys.executable).parent
+    if Path(node).parent != here:
+        return dict(os.environ)
+    return {**os.environ, "PATH": str(here) + os.pathsep + os.environ.get("PATH", "")}
 
 
 SKIP_REASON = (f"no node >= {MINIMUM_MAJOR} (pip install -e '.[test]' brings one into the venv via "
