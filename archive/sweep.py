@@ -62,7 +62,7 @@ async def ensure_paired(engine: AsyncEngine, blobs: BlobStore) -> str:
             await journal.write_stamp(conn, stamp)
         if stored is None:
             await asyncio.to_thread(blobs.write_stamp, stamp)
-        log.info("storage and database stamped", extra={"stamp": stamp})
+        log.debug("storage and database stamped", extra={"stamp": stamp})
         return stamp
 
 
