@@ -40,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cors-origin", help="allowed CORS origin or * (ARCHIVE_CORS_ORIGIN, off)")
     s.add_argument("--curator-token",
                    help="bearer token that may see sequestered data (ARCHIVE_CURATOR_TOKEN)")
+    s.add_argument("--min-cell-count",
+                   help="counts below N are shown as '< N' in the portal and /commons/explore "
+                        "(ARCHIVE_MIN_CELL_COUNT, 0 = off)")
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
@@ -85,7 +88,7 @@ def _viewer(args: argparse.Namespace) -> int:
 def settings_from(args: argparse.Namespace) -> config.Settings:
     keys = ("host", "http_port", "dimse_port", "ae_title", "data_dir", "database_url",
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
-            "viewer_dir", "curator_token", "log_level")
+            "viewer_dir", "curator_token", "log_level", "min_cell_count")
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)
     if peers:

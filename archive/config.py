@@ -48,6 +48,7 @@ class Settings:
     default_collection: str = "public"
     curator_token: str | None = None
     curator_aets: tuple[str, ...] = ()
+    min_cell_count: int = 0
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -103,6 +104,13 @@ def _port(v: str) -> int:
     return n
 
 
+def _cell_count(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise ConfigError(f"min cell count must be 0 (off) or more, not {v}")
+    return n
+
+
 def _policy(v: str) -> str:
     if v not in DUPLICATE_POLICIES:
         raise ConfigError(f"duplicate policy must be one of {DUPLICATE_POLICIES}, not {v!r}")
@@ -130,6 +138,7 @@ PARSERS: dict[str, Any] = {
         s.strip() for s in (v if isinstance(v, list) else v.split(",")) if s.strip()
     ),
     "log_level": str,
+    "min_cell_count": _cell_count,
 }
 
 
