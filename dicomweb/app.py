@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from archive.core import Core
-from dicomweb import cors, viewer
+from dicomweb import cors, portal, viewer
 from dicomweb.errors import error_middleware
 from dicomweb.keys import CORE
 from dicomweb.routes import commons_routes, dicomweb_routes
@@ -18,6 +18,7 @@ def create_app(core: Core) -> web.Application:
     app[CORE] = core
     app.add_routes(dicomweb_routes(ROOT))
     app.add_routes(commons_routes())
+    app.add_routes(portal.routes())  # /portal/ and /commons/explore
     viewer.install(app, core.settings.viewer_dir)  # /viewer/ when --viewer-dir is given
     cors.install(app, core.settings.cors_origin, exempt_prefix=viewer.MOUNT)
     return app

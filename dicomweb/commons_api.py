@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from archive.commons import clinical, cohorts, facets, harmonize, sites
+from archive.commons.explore import suppress_facet
 from archive.commons.rows import RowErrors
 from archive.commons.selection import check_pairs
 from archive.core import Caller
@@ -154,8 +155,9 @@ async def get_facets(request: web.Request) -> web.Response:
     pairs = check_pairs((k, v) for k, v in query.items() if k != "field")
     core = request.app[CORE]
     async with core.engine.connect() as conn:
-        out = [await facets.facet(conn, core.extensions, caller_from_request(request), n, pairs)
-               for n in names]
+        out = [suppress_facet(await facets.facet(conn, core.extensions,
+                                                 caller_from_request(request), n, pairs),
+                              core.settings.min_cell_count) for n in names]
     return _json({"facets": out})
 
 
