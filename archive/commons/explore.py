@@ -2,14 +2,17 @@
 
 A facet's counts answer "how many studies (and cases) would match if I ticked this value too":
 each facet is counted under the current filters *minus its own* (ticking Female does not zero
-the Male count), so filters on other facets narrow it and its own filter does not. Facets whose
-keys carry no filter share one matching set. Everything is one SQL statement: one CTE per
-distinct filter subset (at most 1 + the number of filtered facets), evaluated once each by
-PostgreSQL, and a UNION ALL of per-facet GROUP BYs over them.
+the Male count), so filters on other facets narrow it and its own filter does not.
 
-Matching sets come from `selection.study_select`, the same parser, SQL and visibility rule as
-QIDO-RS and cohorts, so the counts are QIDO's counts. Small cells: with a minimum cell count N
-every count below N is replaced by the text "< N" (`suppress`), before anything leaves the core.
+One SQL statement, one pass over the visible studies. Each distinct filter subset the answer
+needs (all filters; all but facet k's, for each facet k that has a filter) becomes a boolean
+column `cN = study.pk IN (study_select(subset))` (the same parser, SQL and visibility as QIDO-RS
+and cohorts, so the counts are QIDO's counts) of a `base` row set: every visible study with the
+single-valued facet columns (study, LOINC and case fields, age bin, year) joined once. A window
+marks each case's first study under each subset, so case counts need no DISTINCT. Single-valued
+facets are then counted in one GROUPING SETS pass (`count(*) FILTER (WHERE cN)` per subset);
+multi-valued ones (tests, conditions, modalities, series attributes) in one grouped join.
+Small cells: with a minimum cell count N every count below N becomes "< N" (`suppress`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from sqlalchemy import (
     CTE,
     ColumnElement,
     FromClause,
+    Integer,
     Select,
     String,
+    and_,
     case,
     cast,
     func,
@@ -31,111 +36,106 @@ from sqlalchemy import (
     null,
     select,
     true,
+    union,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from archive.commons.fields import FIELDS, SCOPES, Field
+from archive.commons.fields import FIELDS, Field
 from archive.commons.selection import check_pairs, study_select
-from archive.commons.tables import clinical_case, study_case
+from archive.commons.tables import clinical_case, loinc_term, study_case, study_harmonization
 from archive.core import Caller, Extensions
+from archive.errors import InvalidQuery
 from archive.index.tables import series, study
+from archive.index.visibility import visible_to
 
 MAX_VALUES = 200
 AGE_BIN = 10
-# commons fields that make no sense as a facet (one value per case; quasi-identifiers)
+# commons fields that make no sense as a facet (one value per case; quasi-identifiers; free text)
 NOT_FACETS = frozenset({"commons.case.id", "commons.case.zip", "commons.case.age_at_index",
                         "commons.case.age_at_index_gt89", "commons.study_description"})
 NUMERIC = ("int", "uint")
+# the case facets' tables: every visible study and its case (one row per study)
+BASE_FROM: FromClause = (
+    study.outerjoin(study_case, study_case.c.study_pk == study.c.pk)
+    .outerjoin(clinical_case, clinical_case.c.case_id == study_case.c.case_id)
+    .outerjoin(study_harmonization, study_harmonization.c.study_pk == study.c.pk)
+    .outerjoin(loinc_term, loinc_term.c.code == study_harmonization.c.loinc_code))
 
 Count = int | str
-# (matching studies CTE with columns pk, patient_pk) -> SELECT value, study pk, patient pk
-Source = Callable[[CTE], tuple[FromClause, ColumnElement[Any], ColumnElement[Any] | None]]
+# a multi-valued facet: its rows (from, study pk, value, extra condition)
+Rows = tuple[FromClause, ColumnElement[Any], ColumnElement[Any], ColumnElement[bool] | None]
 
 
 @dataclass(frozen=True, slots=True)
 class FacetDef:
     """A facet: its name (the filter key the page sends), the keys whose filters it ignores
-    when counting itself, a label, and how its values reach matching studies."""
+    when counting itself, a label, and what it counts (`group`: studies, or cases), from a
+    single-valued column over BASE_FROM (`column`) or its own rows (`rows`: keyed by study pk
+    for study facets, by case id for case facets)."""
 
     name: str
     keys: frozenset[str]
     label: str
-    group: str  # cases | studies (which tab shows it)
-    source: Source
+    group: str  # cases | studies
+    column: ColumnElement[Any] | None = None
+    rows: Rows | None = None
 
 
-def _field_source(f: Field) -> Source:
-    scope = SCOPES[f.scope]
-
-    def source(m: CTE) -> tuple[FromClause, ColumnElement[Any], ColumnElement[Any] | None]:
-        if f.scope == "study":
-            return study.join(m, m.c.pk == study.c.pk), f.column, None
-        return scope.source.join(m, m.c.pk == scope.study_pk), f.column, f.extra
-    return source
-
-
-def _modalities(m: CTE) -> tuple[FromClause, ColumnElement[Any], ColumnElement[Any] | None]:
-    value = func.unnest(study.c.modalities)
-    return study.join(m, m.c.pk == study.c.pk), value, None
-
-
-def _series_column(column: ColumnElement[Any]) -> Source:
-    def source(m: CTE) -> tuple[FromClause, ColumnElement[Any], ColumnElement[Any] | None]:
-        return series.join(m, m.c.pk == series.c.study_pk), column, None
-    return source
-
-
-def _study_year(m: CTE) -> tuple[FromClause, ColumnElement[Any], ColumnElement[Any] | None]:
-    year = cast(func.extract("year", study.c.study_date), String)
-    return study.join(m, m.c.pk == study.c.pk), func.split_part(year, ".", 1), None
-
-
-def _age_bins(m: CTE) -> tuple[FromClause, ColumnElement[Any], ColumnElement[Any] | None]:
+def _age_bin() -> ColumnElement[Any]:
     """Ages in bins of AGE_BIN years ('0', '10', ... '80'), '90+' for ages over 89."""
     age = clinical_case.c.age_at_index
-    value = case(
-        (clinical_case.c.age_at_index_gt89.is_(True), literal("90+")),
-        (age.is_(None), null()),
-        else_=cast(func.least(age // AGE_BIN * AGE_BIN, 80), String),
-    )
-    source = study_case.join(clinical_case, clinical_case.c.case_id == study_case.c.case_id)
-    return source.join(m, m.c.pk == study_case.c.study_pk), value, None
+    return case((clinical_case.c.age_at_index_gt89.is_(True), literal("90+")),
+                (age.is_(None), null()),
+                else_=cast(func.least(age // AGE_BIN * AGE_BIN, 80), String))
+
+
+def _year() -> ColumnElement[Any]:
+    return func.split_part(cast(func.extract("year", study.c.study_date), String), ".", 1)
 
 
 def _label(key: str) -> str:
     return key.removeprefix("commons.").replace("case.", "").replace("_", " ").replace(".", " ")
 
 
+def _field_facet(f: Field) -> FacetDef:
+    group = "studies" if f.scope in ("study", "loinc") else "cases"
+    if f.scope in ("study", "loinc", "case"):  # one value per study: the single pass
+        return FacetDef(f.key, frozenset({f.key}), _label(f.key), group, column=f.column)
+    table = f.column.table  # clinical rows of a case: counted per case
+    return FacetDef(f.key, frozenset({f.key}), _label(f.key), group,
+                    rows=(table, table.c.case_id, f.column, f.extra))
+
+
 def _commons_facets() -> list[FacetDef]:
-    out = []
-    for f in FIELDS.values():
-        if f.key in NOT_FACETS or f.kind in NUMERIC and f.key != "commons.mapping_version":
-            continue
-        group = "studies" if f.scope in ("study", "loinc") else "cases"
-        out.append(FacetDef(f.key, frozenset({f.key}), _label(f.key), group, _field_source(f)))
-    return out
+    return [_field_facet(f) for f in FIELDS.values() if f.key not in NOT_FACETS
+            and (f.kind not in NUMERIC or f.key == "commons.mapping_version")]
+
+
+def _modalities() -> Rows:
+    return study, study.c.pk, func.unnest(study.c.modalities), None
 
 
 FACETS: dict[str, FacetDef] = {d.name: d for d in (
     FacetDef("commons.case.age_at_index", frozenset({"commons.case.age_at_index",
                                                      "commons.case.age_at_index_gt89"}),
-             "age at index", "cases", _age_bins),
+             "age at index", "cases", column=_age_bin()),
     *_commons_facets(),
     FacetDef("ModalitiesInStudy", frozenset({"ModalitiesInStudy", "00080061"}), "modality",
-             "studies", _modalities),
+             "studies", rows=_modalities()),
     FacetDef("BodyPartExamined", frozenset({"BodyPartExamined", "00180015"}), "body part",
-             "studies", _series_column(series.c.body_part)),
-    FacetDef("Manufacturer", frozenset({"Manufacturer", "00080070"}), "manufacturer",
-             "studies", _series_column(series.c.attrs["00080070"]["Value"][0].astext)),
+             "studies", rows=(series, series.c.study_pk, series.c.body_part, None)),
+    FacetDef("Manufacturer", frozenset({"Manufacturer", "00080070"}), "manufacturer", "studies",
+             rows=(series, series.c.study_pk, series.c.attrs["00080070"]["Value"][0].astext,
+                   None)),
     FacetDef("StudyDate", frozenset({"StudyDate", "00080020"}), "study year", "studies",
-             _study_year),
+             column=_year()),
 )}
 
 
-def suppress(n: int, min_cell: int) -> Count:
+def suppress(n: int | None, min_cell: int) -> Count | None:
     """A count as published: "< N" when below the minimum cell count N (0 = off)."""
-    return f"< {min_cell}" if min_cell and n < min_cell else n
+    return f"< {min_cell}" if min_cell and n is not None and n < min_cell else n
 
 
 def suppress_facet(facet: dict[str, Any], min_cell: int) -> dict[str, Any]:
@@ -153,41 +153,110 @@ def matching(pairs: list[tuple[str, str]], extensions: Extensions, caller: Calle
             .where(study.c.pk.in_(select(pks.c.pk))).cte(name))
 
 
-def _facet_select(d: FacetDef, m: CTE) -> Select[Any]:
-    source, value, extra = d.source(m)
-    v = cast(value, String).label("value")
-    return (select(literal(d.name).label("facet"), v,
-                   func.count(m.c.pk.distinct()).label("studies"),
-                   func.count(m.c.patient_pk.distinct()).label("cases"))
-            .select_from(source).where(true() if extra is None else extra).group_by(v))
+def _subsets(pairs: list[tuple[str, str]],
+             names: list[str]) -> tuple[list[tuple[int, ...]], dict[str, int]]:
+    """The distinct filter subsets needed (0 = all filters) and which one counts each facet."""
+    subsets: list[tuple[int, ...]] = [tuple(range(len(pairs)))]
+    of: dict[str, int] = {}
+    for n in names:
+        kept = tuple(i for i, (k, _) in enumerate(pairs) if k not in FACETS[n].keys)
+        if kept not in subsets:
+            subsets.append(kept)
+        of[n] = subsets.index(kept)
+    return subsets, of
 
 
-def _total_select(m: CTE) -> Select[Any]:
-    return select(literal("").label("facet"), cast(null(), String).label("value"),
-                  func.count(m.c.pk.distinct()).label("studies"),
-                  func.count(m.c.patient_pk.distinct()).label("cases")).select_from(m)
+def _base(pairs: list[tuple[str, str]], subsets: list[tuple[int, ...]], extensions: Extensions,
+          caller: Caller, single: list[FacetDef]) -> CTE:
+    """Every visible study: pk, case, the single-valued facet values v0.., a flag cN per
+    subset, and firstN: the study is its case's first under subset N."""
+    source, flags = BASE_FROM, []
+    for n, kept in enumerate(subsets):  # a hash join per subset (an IN would be a per-row plan)
+        if not kept:
+            flags.append(true().label(f"c{n}"))
+            continue
+        m = study_select([pairs[i] for i in kept], extensions, caller).subquery(f"m{n}")
+        source = source.outerjoin(m, m.c.pk == study.c.pk)
+        flags.append(m.c.pk.is_not(None).label(f"c{n}"))
+    values = [cast(d.column, String).label(f"v{i}") for i, d in enumerate(single)]
+    rows = (select(study.c.pk, study.c.patient_pk, study_case.c.case_id,
+                   literal("").label("t"), *values, *flags)
+            .select_from(source).where(visible_to(caller)).cte("rows"))
+    firsts = [and_(rows.c[f"c{n}"], rows.c.pk == func.min(rows.c.pk).filter(rows.c[f"c{n}"])
+                   .over(partition_by=rows.c.patient_pk)).label(f"first{n}")
+              for n in range(len(subsets))]
+    return select(rows, *firsts).cte("base")
+
+
+def _single_pass(base: CTE, single: list[FacetDef], n_sub: int) -> Select[Any]:
+    """Totals (facet '') and the single-valued facets: one GROUPING SETS scan."""
+    vs = [base.c[f"v{i}"] for i in range(len(single))]
+    grouped = [func.grouping(v) == 0 for v in vs]
+    facet = case(*[(g, literal(d.name)) for g, d in zip(grouped, single, strict=True)],
+                 else_=literal("")) if single else literal("")
+    value = case(*[(g, v) for g, v in zip(grouped, vs, strict=True)],
+                 else_=cast(null(), String)) if single else cast(null(), String)
+    counts = [c for n in range(n_sub) for c in (
+        func.count().filter(base.c[f"c{n}"]).label(f"s{n}"),
+        func.count().filter(base.c[f"first{n}"]).label(f"k{n}"))]
+    return (select(facet.label("facet"), value.label("value"), *counts).select_from(base)
+            .group_by(func.grouping_sets(base.c.t, *vs)))
+
+
+def _distinct_rows(defs: list[FacetDef]) -> Any:
+    parts = []
+    for d in defs:
+        assert d.rows is not None
+        source, key, value, extra = d.rows
+        parts.append(select(literal(d.name).label("facet"), key.label("key"),
+                            cast(value, String).label("value"))
+                     .select_from(source).where(true() if extra is None else extra))
+    return union(*parts).subquery()
+
+
+def _study_rows_pass(base: CTE, defs: list[FacetDef], n_sub: int) -> Select[Any]:
+    """Multi-valued study facets (modalities, series attributes): studies per value."""
+    mv = _distinct_rows(defs)
+    counts = [c for n in range(n_sub) for c in (
+        func.count().filter(base.c[f"c{n}"]).label(f"s{n}"),
+        cast(null(), Integer).label(f"k{n}"))]
+    return (select(mv.c.facet, mv.c.value, *counts)
+            .select_from(mv.join(base, base.c.pk == mv.c.key)).group_by(mv.c.facet, mv.c.value))
+
+
+def _case_rows_pass(base: CTE, defs: list[FacetDef], n_sub: int) -> Select[Any]:
+    """Clinical-row facets (tests, conditions, ...): cases per value, a case counting when
+    one of its studies matches."""
+    cases = (select(base.c.case_id, *[func.bool_or(base.c[f"c{n}"]).label(f"c{n}")
+                                      for n in range(n_sub)])
+             .where(base.c.case_id.is_not(None)).group_by(base.c.case_id).subquery("cases"))
+    mv = _distinct_rows(defs)
+    counts = [c for n in range(n_sub) for c in (
+        cast(null(), Integer).label(f"s{n}"),
+        func.count().filter(cases.c[f"c{n}"]).label(f"k{n}"))]
+    return (select(mv.c.facet, mv.c.value, *counts)
+            .select_from(mv.join(cases, cases.c.case_id == mv.c.key))
+            .group_by(mv.c.facet, mv.c.value))
 
 
 def explore_statement(pairs: list[tuple[str, str]], extensions: Extensions, caller: Caller,
-                      names: list[str]) -> Select[Any]:
-    """One statement: the totals row (facet '') and every facet's value counts."""
+                      names: list[str]) -> tuple[Select[Any], dict[str, int]]:
+    """The statement (rows: facet, value, sN/kN = studies/cases under subset N) and, per
+    facet, the subset N that counts it (the totals row, facet '', uses subset 0)."""
     pairs = check_pairs(pairs)
-    ctes: dict[tuple[int, ...], CTE] = {}
-
-    def cte_for(excluded: frozenset[str]) -> CTE:
-        kept = tuple(i for i, (k, _) in enumerate(pairs) if k not in excluded)
-        if kept not in ctes:
-            ctes[kept] = matching([pairs[i] for i in kept], extensions, caller, f"m{len(ctes)}")
-        return ctes[kept]
-
-    parts = [_total_select(cte_for(frozenset()))]
-    parts += [_facet_select(FACETS[n], cte_for(FACETS[n].keys)) for n in names]
-    return union_all(*parts).subquery("counts").select()
+    subsets, of = _subsets(pairs, names)
+    single = [FACETS[n] for n in names if FACETS[n].column is not None]
+    multi = [FACETS[n] for n in names if FACETS[n].rows is not None]
+    base = _base(pairs, subsets, extensions, caller, single)
+    parts = [_single_pass(base, single, len(subsets))]
+    for group, rows_pass in (("studies", _study_rows_pass), ("cases", _case_rows_pass)):
+        defs = [d for d in multi if d.group == group]
+        if defs:
+            parts.append(rows_pass(base, defs, len(subsets)))
+    return union_all(*parts).subquery("counts").select(), of
 
 
 def facet_names(wanted: list[str] | None) -> list[str]:
-    from archive.errors import InvalidQuery
-
     if not wanted:
         return list(FACETS)
     unknown = [n for n in wanted if n not in FACETS]
@@ -201,14 +270,20 @@ async def explore(conn: AsyncConnection, extensions: Extensions, caller: Caller,
                   wanted: list[str] | None = None) -> dict[str, Any]:
     """Totals and every facet (values ordered by study count) under `pairs`."""
     names = facet_names(wanted)
-    rows = (await conn.execute(explore_statement(pairs, extensions, caller, names))).all()
+    stmt, of = explore_statement(pairs, extensions, caller, names)
+    rows = (await conn.execute(stmt)).mappings().all()
     facets: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     totals = {"studies": 0, "cases": 0}
     for r in rows:
-        if r.facet == "":
-            totals = {"studies": r.studies, "cases": r.cases}
-        else:
-            facets[r.facet].append({"value": r.value, "studies": r.studies, "cases": r.cases})
+        n = of.get(r["facet"], 0)
+        counts = {"studies": r[f"s{n}"], "cases": r[f"k{n}"]}
+        if r["facet"] == "":
+            totals = counts
+            continue
+        if FACETS[r["facet"]].group == "studies":
+            counts["cases"] = None  # a study value's cases would need a DISTINCT per facet
+        if counts[FACETS[r["facet"]].group]:
+            facets[r["facet"]].append({"value": r["value"], **counts})
     out = []
     for n in names:
         values = sorted(facets[n], key=_order(n))[:MAX_VALUES]
@@ -223,7 +298,8 @@ async def explore(conn: AsyncConnection, extensions: Extensions, caller: Caller,
 def _order(name: str) -> Callable[[dict[str, Any]], Any]:
     if name in ("commons.case.age_at_index", "StudyDate"):  # histograms: in value order
         return lambda v: (v["value"] is None, _bin_key(v["value"]))
-    return lambda v: (-v["studies"], v["value"] is None, v["value"] or "")
+    unit = FACETS[name].group
+    return lambda v: (-(v[unit] or 0), v["value"] is None, v["value"] or "")
 
 
 def _bin_key(value: str | None) -> int:
