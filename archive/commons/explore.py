@@ -273,10 +273,10 @@ async def explore(conn: AsyncConnection, extensions: Extensions, caller: Caller,
     stmt, of = explore_statement(pairs, extensions, caller, names)
     rows = (await conn.execute(stmt)).mappings().all()
     facets: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    totals = {"studies": 0, "cases": 0}
+    totals: dict[str, int | None] = {"studies": 0, "cases": 0}
     for r in rows:
-        n = of.get(r["facet"], 0)
-        counts = {"studies": r[f"s{n}"], "cases": r[f"k{n}"]}
+        sub = of.get(r["facet"], 0)
+        counts = {"studies": r[f"s{sub}"], "cases": r[f"k{sub}"]}
         if r["facet"] == "":
             totals = counts
             continue
@@ -285,10 +285,10 @@ async def explore(conn: AsyncConnection, extensions: Extensions, caller: Caller,
         if counts[FACETS[r["facet"]].group]:
             facets[r["facet"]].append({"value": r["value"], **counts})
     out = []
-    for n in names:
-        values = sorted(facets[n], key=_order(n))[:MAX_VALUES]
-        d = FACETS[n]
-        out.append({"name": n, "label": d.label, "group": d.group, "values": [
+    for name in names:
+        values = sorted(facets[name], key=_order(name))[:MAX_VALUES]
+        d = FACETS[name]
+        out.append({"name": name, "label": d.label, "group": d.group, "values": [
             {"value": v["value"], "studies": suppress(v["studies"], min_cell),
              "cases": suppress(v["cases"], min_cell)} for v in values]})
     return {"totals": {k: suppress(v, min_cell) for k, v in totals.items()},

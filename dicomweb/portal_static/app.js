@@ -94,7 +94,7 @@ function facetBlock(facet) {
   const chosen = state.filters.get(facet.name) || [];
   const counts = new Map(facet.values.map((v) => [v.value, v]));
   for (const v of chosen) if (!counts.has(v)) counts.set(v, { value: v, studies: 0, cases: 0 });
-  const unit = state.tab === 'cases' ? 'cases' : 'studies';
+  const unit = facet.group; // a case facet counts cases, a study facet studies
   const list = el('fieldset', {}, el('legend', { text: facet.label }));
   for (const v of counts.values()) {
     if (v.value === null) {
@@ -205,17 +205,18 @@ function drawChart(canvas, data, kind, unit, compare = null) {
 }
 
 function renderCharts(answer) {
-  const unit = state.tab === 'cases' ? 'cases' : 'studies';
   for (const c of Object.values(charts)) c?.destroy();
   charts = {};
   const boxes = CHARTS.map(([name, title, kind]) => {
-    const data = chartData(answer.facets.find((f) => f.name === name), unit);
+    const facet = answer.facets.find((f) => f.name === name);
+    const unit = facet?.group || 'studies';
+    const data = chartData(facet, unit);
     const canvas = el('canvas', { role: 'img', 'aria-label': describe(title, data, unit) });
-    const box = el('figure', { class: 'chart' }, el('h3', { text: title }), canvas);
-    return [name, box, canvas, data, kind];
+    const box = el('figure', { class: 'chart' }, el('h3', { text: `${title} (${unit})` }), canvas);
+    return [name, box, canvas, data, kind, unit];
   });
   $('charts').replaceChildren(...boxes.map((b) => b[1]));
-  for (const [name, , canvas, data, kind] of boxes) charts[name] = drawChart(canvas, data, kind, unit);
+  for (const [name, , canvas, data, kind, unit] of boxes) charts[name] = drawChart(canvas, data, kind, unit);
 }
 
 // ---- results table --------------------------------------------------------------------------
@@ -400,11 +401,12 @@ async function compareCohort(c, box) {
   const views = CHARTS.map(([name, title, kind]) => {
     const a = all.facets.find((f) => f.name === name); const m = mine.facets.find((f) => f.name === name);
     const labels = [...new Set([...(a?.values || []), ...(m?.values || [])].map((v) => (v.value === null ? 'not reported' : v.value)))];
-    const compare = [{ label: 'cohort', values: pct(m, labels, 'studies') }, { label: 'commons', values: pct(a, labels, 'studies') }];
-    const text = `${title}, percent of studies, cohort vs commons: ` + labels.map((l, i) =>
+    const unit = a?.group || 'studies';
+    const compare = [{ label: 'cohort', values: pct(m, labels, unit) }, { label: 'commons', values: pct(a, labels, unit) }];
+    const text = `${title}, percent of ${unit}, cohort vs commons: ` + labels.map((l, i) =>
       `${l} ${compare[0].values[i].toFixed(0)}% vs ${compare[1].values[i].toFixed(0)}%`).join(', ');
     const canvas = el('canvas', { role: 'img', 'aria-label': text });
-    return [el('figure', { class: 'chart' }, el('h4', { text: title }), canvas), canvas, labels, compare, kind];
+    return [el('figure', { class: 'chart' }, el('h4', { text: `${title} (% of ${unit})` }), canvas), canvas, labels, compare, kind];
   });
   box.replaceChildren(...views.map((v) => v[0]));
   for (const [, canvas, labels, compare, kind] of views) drawChart(canvas, { labels, counts: [] }, kind, '%', compare);
