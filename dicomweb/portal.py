@@ -97,6 +97,7 @@ def rows_handler(tab: str) -> Any:
             raise InvalidQuery("order must be asc or desc")
         async with core.engine.connect() as conn:
             caller = await _scoped_caller(request, conn)
+            await explore.custom_plans(conn)
             total = await _total(conn, request, caller)
             withheld = bool(min_cell) and total < min_cell
             rows = [] if withheld else await browse.page(

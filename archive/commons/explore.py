@@ -256,6 +256,13 @@ def explore_statement(pairs: list[tuple[str, str]], extensions: Extensions, call
     return union_all(*parts).subquery("counts").select(), of
 
 
+async def custom_plans(conn: AsyncConnection) -> None:
+    """Plan this transaction's statements for their actual values: the driver prepares each
+    statement once per connection, and after five runs PostgreSQL may switch to a generic
+    plan that cannot see how selective a filter value is (as archive.query.custom_plans)."""
+    await conn.execute(select(func.set_config("plan_cache_mode", "force_custom_plan", True)))
+
+
 def facet_names(wanted: list[str] | None) -> list[str]:
     if not wanted:
         return list(FACETS)
@@ -271,6 +278,7 @@ async def explore(conn: AsyncConnection, extensions: Extensions, caller: Caller,
     """Totals and every facet (values ordered by study count) under `pairs`."""
     names = facet_names(wanted)
     stmt, of = explore_statement(pairs, extensions, caller, names)
+    await custom_plans(conn)
     rows = (await conn.execute(stmt)).mappings().all()
     facets: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     totals: dict[str, int | None] = {"studies": 0, "cases": 0}
