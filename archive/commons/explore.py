@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from archive.commons.fields import FIELDS, Field
+from archive.commons.fields import FIELDS, PREFIX, Field
 from archive.commons.selection import check_pairs, study_select
 from archive.commons.tables import clinical_case, loinc_term, study_case, study_harmonization
 from archive.core import Caller, Extensions
@@ -153,34 +153,79 @@ def matching(pairs: list[tuple[str, str]], extensions: Extensions, caller: Calle
             .where(study.c.pk.in_(select(pks.c.pk))).cte(name))
 
 
-def _subsets(pairs: list[tuple[str, str]],
-             names: list[str]) -> tuple[list[tuple[int, ...]], dict[str, int]]:
-    """The distinct filter subsets needed (0 = all filters) and which one counts each facet."""
-    subsets: list[tuple[int, ...]] = [tuple(range(len(pairs)))]
-    of: dict[str, int] = {}
+def _facet_of(key: str) -> str:
+    return next((d.name for d in FACETS.values() if key in d.keys), "")
+
+
+def _independent(key: str) -> bool:
+    """Whether a key's condition is a per-study conjunct of its own (commons keys, study and
+    patient attributes): blocks of such keys evaluated apart AND to the combined query.
+    (Two series-level keys must match the same series, so they are kept together.)"""
+    if key.startswith(PREFIX):
+        return True
+    from archive.query.parse import resolve_path
+    from archive.query.spec import Level
+    from archive.query.sql import home_level
+
+    try:
+        path = resolve_path(key)
+    except InvalidQuery:
+        return False
+    return len(path) == 1 and home_level(path[0].tag) in (Level.STUDY, Level.PATIENT)
+
+
+Plan = tuple[list[tuple[int, ...]], list[tuple[int, ...]], dict[str, int]]
+
+
+def _plan(pairs: list[tuple[str, str]], names: list[str]) -> Plan:
+    """Blocks of filter pairs evaluated together (one `study_select` each), the subsets of
+    blocks the answer needs (subset 0: all filters; per filtered facet: all but its own),
+    and which subset counts each facet. Pairs are blocked by the facet they belong to, so each
+    filter is evaluated once; if that would split series-level keys across blocks, each subset
+    is evaluated as one block instead (exactly QIDO's combined query)."""
+    owner: dict[str, list[int]] = {}
+    for i, (k, _) in enumerate(pairs):
+        owner.setdefault(_facet_of(k), []).append(i)
+    mixed = [b for b, idx in owner.items() if not all(_independent(pairs[i][0]) for i in idx)]
+    if len(mixed) <= 1:
+        order = list(owner)
+        blocks = [tuple(owner[b]) for b in order]
+        subsets = [tuple(range(len(blocks)))]
+        of: dict[str, int] = {}
+        for n in names:
+            kept = tuple(j for j, b in enumerate(order) if b != n)
+            if kept not in subsets:
+                subsets.append(kept)
+            of[n] = subsets.index(kept)
+        return blocks, subsets, of
+    blocks = [tuple(range(len(pairs)))]
+    of = {}
     for n in names:
-        kept = tuple(i for i, (k, _) in enumerate(pairs) if k not in FACETS[n].keys)
-        if kept not in subsets:
-            subsets.append(kept)
-        of[n] = subsets.index(kept)
-    return subsets, of
+        kept_pairs = tuple(i for i, (k, _) in enumerate(pairs) if k not in FACETS[n].keys)
+        if kept_pairs not in blocks:
+            blocks.append(kept_pairs)
+        of[n] = blocks.index(kept_pairs)
+    return blocks, [(b,) for b in range(len(blocks))], of
 
 
-def _base(pairs: list[tuple[str, str]], subsets: list[tuple[int, ...]], extensions: Extensions,
-          caller: Caller, single: list[FacetDef]) -> CTE:
+def _base(pairs: list[tuple[str, str]], plan: Plan, extensions: Extensions, caller: Caller,
+          single: list[FacetDef]) -> CTE:
     """Every visible study: pk, case, the single-valued facet values v0.., a flag cN per
     subset, and firstN: the study is its case's first under subset N."""
-    source, flags = BASE_FROM, []
-    for n, kept in enumerate(subsets):  # a hash join per subset (an IN would be a per-row plan)
+    blocks, subsets, _ = plan
+    source, flags = BASE_FROM, list[ColumnElement[bool]]()
+    for b, kept in enumerate(blocks):  # a hash join per block (an IN would be a per-row plan)
         if not kept:
-            flags.append(true().label(f"c{n}"))
+            flags.append(true())
             continue
-        m = study_select([pairs[i] for i in kept], extensions, caller).subquery(f"m{n}")
+        m = study_select([pairs[i] for i in kept], extensions, caller).subquery(f"m{b}")
         source = source.outerjoin(m, m.c.pk == study.c.pk)
-        flags.append(m.c.pk.is_not(None).label(f"c{n}"))
+        flags.append(m.c.pk.is_not(None))
+    subset_flags = [and_(true(), *[flags[b] for b in subset]).label(f"c{n}")
+                    for n, subset in enumerate(subsets)]
     values = [cast(d.column, String).label(f"v{i}") for i, d in enumerate(single)]
     rows = (select(study.c.pk, study.c.patient_pk, study_case.c.case_id,
-                   literal("").label("t"), *values, *flags)
+                   literal("").label("t"), *values, *subset_flags)
             .select_from(source).where(visible_to(caller)).cte("rows"))
     firsts = [and_(rows.c[f"c{n}"], rows.c.pk == func.min(rows.c.pk).filter(rows.c[f"c{n}"])
                    .over(partition_by=rows.c.patient_pk)).label(f"first{n}")
@@ -244,10 +289,11 @@ def explore_statement(pairs: list[tuple[str, str]], extensions: Extensions, call
     """The statement (rows: facet, value, sN/kN = studies/cases under subset N) and, per
     facet, the subset N that counts it (the totals row, facet '', uses subset 0)."""
     pairs = check_pairs(pairs)
-    subsets, of = _subsets(pairs, names)
+    plan = _plan(pairs, names)
+    subsets, of = plan[1], plan[2]
     single = [FACETS[n] for n in names if FACETS[n].column is not None]
     multi = [FACETS[n] for n in names if FACETS[n].rows is not None]
-    base = _base(pairs, subsets, extensions, caller, single)
+    base = _base(pairs, plan, extensions, caller, single)
     parts = [_single_pass(base, single, len(subsets))]
     for group, rows_pass in (("studies", _study_rows_pass), ("cases", _case_rows_pass)):
         defs = [d for d in multi if d.group == group]
