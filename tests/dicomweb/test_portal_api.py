@@ -194,3 +194,16 @@ def test_portal_files_are_served_from_the_package(loaded: Loaded) -> None:
     cfg = requests.get(f"{base}/portal/config.json", timeout=60).json()
     assert cfg["viewer"] is False and cfg["min_cell_count"] == 0
     assert requests.get(f"{base}/portal", timeout=60, allow_redirects=False).status_code == 302
+
+
+def test_min_cell_count_setting() -> None:
+    from archive import config
+    from archive.cli import parser, settings_from
+    from archive.errors import ConfigError
+
+    assert config.load(environ={}).min_cell_count == 0
+    assert config.load(environ={"ARCHIVE_MIN_CELL_COUNT": "11"}).min_cell_count == 11
+    args = parser().parse_args(["serve", "--min-cell-count", "5"])
+    assert settings_from(args).min_cell_count == 5
+    with pytest.raises(ConfigError):
+        config.load(environ={"ARCHIVE_MIN_CELL_COUNT": "-1"})
