@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from archive.index.commons_attributes import CODED_ITEM_TAG, CREATOR, CREATOR_TAG
 from archive.commons.clinical import CASE_COLUMNS, KINDS
+from archive.index.commons_attributes import CODED_ITEM_TAG, CREATOR, CREATOR_TAG
 from archive.index.commons_fields import FIELDS
 
 
