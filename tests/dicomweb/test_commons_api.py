@@ -406,7 +406,7 @@ EVERY_KEY: dict[str, tuple[str, Any]] = {
 
 
 def test_every_commons_key_is_covered_below() -> None:
-    from archive.commons.fields import FIELDS
+    from archive.index.commons_fields import FIELDS
 
     assert set(EVERY_KEY) == set(FIELDS) | {"commons.observation.smoking_status"}
 
