@@ -7,7 +7,7 @@ A translation layer only. The pages are static files shipped inside the package
   once (faceted-search counts, `archive.commons.explore`); `cohort` scopes it to a cohort's
   frozen studies (the cohort-vs-commons comparison);
 - `GET /commons/explore/studies|cases?<filters>&sort=&order=asc|desc&offset=&limit=`: one page
-  of the results table (`archive.commons.browse`);
+  of the results table (`archive.commons.explore.page`);
 - `GET /portal/config.json`: what the page needs to know about this server (viewer hosted,
   minimum cell count, service roots).
 
@@ -26,11 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
 
-from archive.commons import browse, cohorts, explore
-from archive.commons.selection import check_pairs
-from archive.core import Caller
+from archive.commons import explore
 from archive.errors import InvalidQuery
 from dicomweb.auth import caller_from_request
 from dicomweb.keys import CORE
@@ -49,18 +46,7 @@ def _json(data: Any) -> web.Response:
 
 def filter_pairs(request: web.Request) -> list[tuple[str, str]]:
     """The query string's filter pairs (everything but the page's own parameters)."""
-    return check_pairs((k, v) for k, v in request.rel_url.query.items() if k not in RESERVED)
-
-
-async def _scoped_caller(request: web.Request, conn: Any) -> Caller:
-    """The caller, narrowed to a cohort's frozen studies when `cohort=` is given."""
-    caller = caller_from_request(request)
-    cid = request.rel_url.query.get("cohort")
-    if not cid:
-        return caller
-    await cohorts.get(conn, caller, cid)  # NotFound for unknown or restricted cohorts
-    return Caller(may_see_sequestered=caller.may_see_sequestered, cohort=cid,
-                  roles=caller.roles)
+    return [(k, v) for k, v in request.rel_url.query.items() if k not in RESERVED]
 
 
 def _int(request: web.Request, name: str, default: int) -> int:
@@ -74,37 +60,22 @@ def _int(request: web.Request, name: str, default: int) -> int:
 
 
 async def get_explore(request: web.Request) -> web.Response:
-    core = request.app[CORE]
-    wanted = request.rel_url.query.getall("facet", [])
-    async with core.engine.connect() as conn:
-        caller = await _scoped_caller(request, conn)
-        out = await explore.explore(conn, core.extensions, caller, filter_pairs(request),
-                                    core.settings.min_cell_count, wanted or None)
-    return _json(out)
-
-
-async def _total(conn: Any, request: web.Request, caller: Caller) -> int:
-    m = explore.matching(filter_pairs(request), request.app[CORE].extensions, caller, "m")
-    return int((await conn.execute(select(func.count()).select_from(m))).scalar_one())
+    q = request.rel_url.query
+    return _json(await explore.explore(
+        request.app[CORE], caller_from_request(request), filter_pairs(request),
+        q.getall("facet", []) or None, q.get("cohort")))
 
 
 def rows_handler(tab: str) -> Any:
     async def handler(request: web.Request) -> web.Response:
-        core, q = request.app[CORE], request.rel_url.query
-        min_cell = core.settings.min_cell_count
+        q = request.rel_url.query
         order = q.get("order", "asc")
         if order not in ("asc", "desc"):
             raise InvalidQuery("order must be asc or desc")
-        async with core.engine.connect() as conn:
-            caller = await _scoped_caller(request, conn)
-            await explore.custom_plans(conn)
-            total = await _total(conn, request, caller)
-            withheld = bool(min_cell) and total < min_cell
-            rows = [] if withheld else await browse.page(
-                conn, core.extensions, caller, tab, filter_pairs(request), q.get("sort"),
-                order == "desc", _int(request, "offset", 0), _int(request, "limit", 25))
-        return _json({"tab": tab, "total": explore.suppress(total, min_cell),
-                      "withheld": withheld, "rows": rows})
+        return _json(await explore.page(
+            request.app[CORE], caller_from_request(request), tab, filter_pairs(request),
+            q.get("sort"), order == "desc", _int(request, "offset", 0),
+            _int(request, "limit", 25), q.get("cohort")))
     return handler
 
 
@@ -113,8 +84,7 @@ async def get_config(request: web.Request) -> web.Response:
     return _json({"dicomweb_root": base_url(request) + ROOT, "base_url": base_url(request),
                   "viewer": settings.viewer_dir is not None,
                   "min_cell_count": settings.min_cell_count,
-                  "facets": [{"name": d.name, "label": d.label, "group": d.group}
-                             for d in explore.FACETS.values()]})
+                  "facets": explore.facet_catalog()})
 
 
 async def index(request: web.Request) -> web.StreamResponse:

@@ -159,15 +159,17 @@ def test_min_cell_count_everywhere(loaded: Loaded, suppressed: RunningArchive) -
 
 
 def test_filters_are_evaluated_once_unless_series_keys_would_split() -> None:
-    from archive.commons.explore import _plan
+    from archive.commons.explore import independent
+    from archive.index.commons_explore import _plan
 
     names = ["commons.case.sex", "ModalitiesInStudy", "BodyPartExamined", "Manufacturer"]
     blocks, subsets, of = _plan([("commons.case.sex", "Female"), ("ModalitiesInStudy", "CT"),
-                                 ("commons.case.race", "Asian")], names)
+                                 ("commons.case.race", "Asian")], names, independent)
     assert blocks == [(0,), (1,), (2,)]  # one study_select per filtered facet
     assert subsets[of["commons.case.sex"]] == (1, 2) and subsets[of["BodyPartExamined"]] == (0, 1, 2)
     # two series-level keys must match the same series: subsets are evaluated whole
-    blocks, subsets, of = _plan([("BodyPartExamined", "CHEST"), ("Manufacturer", "GE")], names)
+    blocks, subsets, of = _plan([("BodyPartExamined", "CHEST"), ("Manufacturer", "GE")], names,
+                                independent)
     assert blocks[0] == (0, 1) and blocks[of["Manufacturer"]] == (0,)
 
 

@@ -1,6 +1,6 @@
 """Explore's results tables: one page of matching studies, or of matching cases, sorted.
 
-The same matching set as the facet counts (`explore.matching`: QIDO's parser and visibility),
+The same matching set as the facet counts (`commons_explore.matching`: QIDO's parser and visibility),
 joined to the columns a researcher scans: case demographics next to each study, or per case
 the number of its matching studies. Sorting is by a fixed list of columns (never by a name
 sent in the request), always with the primary key last so pages are stable.
@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from archive.commons.explore import matching
-from archive.commons.tables import clinical_case, loinc_term, study_case, study_harmonization
-from archive.core import Caller, Extensions
+from archive.caller import Caller
 from archive.errors import InvalidQuery
+from archive.index.commons_explore import Selector, matching
+from archive.index.commons_tables import clinical_case, loinc_term, study_case, study_harmonization
 from archive.index.tables import patient, study
 
 MAX_PAGE = 200
@@ -49,9 +49,9 @@ def _bounds(offset: int, limit: int) -> tuple[int, int]:
     return offset, limit
 
 
-def studies_page(pairs: list[tuple[str, str]], extensions: Extensions, caller: Caller,
+def studies_page(pairs: list[tuple[str, str]], select_for: Selector, caller: Caller,
                  sort: str, descending: bool, offset: int, limit: int) -> Select[Any]:
-    m = matching(pairs, extensions, caller, "m")
+    m = matching(pairs, select_for, caller, "m")
     offset, limit = _bounds(offset, limit)
     source = (study.join(m, m.c.pk == study.c.pk)
               .join(patient, patient.c.pk == study.c.patient_pk)
@@ -69,9 +69,9 @@ def studies_page(pairs: list[tuple[str, str]], extensions: Extensions, caller: C
             .offset(offset).limit(limit))
 
 
-def cases_page(pairs: list[tuple[str, str]], extensions: Extensions, caller: Caller,
+def cases_page(pairs: list[tuple[str, str]], select_for: Selector, caller: Caller,
                sort: str, descending: bool, offset: int, limit: int) -> Select[Any]:
-    m = matching(pairs, extensions, caller, "m")
+    m = matching(pairs, select_for, caller, "m")
     offset, limit = _bounds(offset, limit)
     source = (study.join(m, m.c.pk == study.c.pk)
               .join(patient, patient.c.pk == study.c.patient_pk)
@@ -90,15 +90,15 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-async def page(conn: AsyncConnection, extensions: Extensions, caller: Caller, tab: str,
+async def page(conn: AsyncConnection, select_for: Selector, caller: Caller, tab: str,
                pairs: list[tuple[str, str]], sort: str | None, descending: bool, offset: int,
                limit: int) -> list[dict[str, Any]]:
     """Rows of the `studies` or `cases` tab (plain JSON values)."""
     if tab == "studies":
-        stmt = studies_page(pairs, extensions, caller, sort or "study_date", descending,
+        stmt = studies_page(pairs, select_for, caller, sort or "study_date", descending,
                             offset, limit)
     elif tab == "cases":
-        stmt = cases_page(pairs, extensions, caller, sort or "case_id", descending, offset,
+        stmt = cases_page(pairs, select_for, caller, sort or "case_id", descending, offset,
                           limit)
     else:
         raise InvalidQuery("tab must be studies or cases")
