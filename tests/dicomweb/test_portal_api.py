@@ -7,6 +7,7 @@ computed in Python from the generator and cross-checked with QIDO-RS through dic
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,10 +29,12 @@ def loaded(pg_server_url: str, template_db: str,
 
 @pytest.fixture(scope="module")
 def suppressed(loaded: Loaded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningArchive]:
-    """A second archive on the same database with --min-cell-count 20."""
+    """A second archive on the same database and storage with --min-cell-count 20 (storage and
+    database must belong together: the archive refuses to start on a foreign pair)."""
     db = loaded.server.database_url
-    t = ServerThread(make_settings(tmp_path_factory.mktemp("mcc"), db, curator_token=CURATOR,
-                                   min_cell_count=20), db)
+    settings = replace(make_settings(tmp_path_factory.mktemp("mcc"), db, curator_token=CURATOR,
+                                     min_cell_count=20), data_dir=loaded.server.settings.data_dir)
+    t = ServerThread(settings, db)
     yield t.start()
     t.stop()
 
