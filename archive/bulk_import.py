@@ -18,7 +18,6 @@ from archive.core import Caller, Core
 from archive.errors import ArchiveError
 from archive.index.engine import create_engine, upgrade
 from archive.ingest import ingest
-from storage.filesystem import FileBlobStore
 
 PARALLEL = 4
 
@@ -34,14 +33,14 @@ def walk(paths: list[Path]) -> Iterator[Path]:
 
 
 async def run_import(settings: Settings, args: argparse.Namespace) -> int:
-    from archive.server import database
+    from archive.server import database, open_blobs
 
     files = list(walk(args.paths))
     missing = [p for p in args.paths if not p.exists()]
     async with database(settings) as url:
         await asyncio.to_thread(upgrade, url)
         engine = create_engine(url)
-        core = Core(settings=settings, engine=engine, blobs=FileBlobStore(settings.storage_dir))
+        core = Core(settings=settings, engine=engine, blobs=open_blobs(settings))
         commons.register(core)
         caller = Caller(site=args.site, dataset=args.dataset, collection=args.collection,
                         ae_title=None)

@@ -49,6 +49,10 @@ class Settings:
     curator_token: str | None = None
     curator_aets: tuple[str, ...] = ()
     log_level: str = "INFO"
+    storage: str = ""  # "" = the local filesystem in data_dir; or s3://BUCKET/PREFIX
+    s3_endpoint: str | None = None  # for non-AWS stores (MinIO, Ceph RGW, SeaweedFS)
+    s3_region: str | None = None
+    s3_path_style: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def peer(self, ae_title: str) -> Peer | None:
@@ -109,6 +113,12 @@ def _policy(v: str) -> str:
     return v
 
 
+def _storage(v: str) -> str:
+    if v and not v.startswith("s3://"):
+        raise ConfigError(f"storage must be s3://BUCKET/PREFIX or empty (local files), not {v!r}")
+    return v
+
+
 PARSERS: dict[str, Any] = {
     "host": str,
     "http_port": _port,
@@ -130,6 +140,10 @@ PARSERS: dict[str, Any] = {
         s.strip() for s in (v if isinstance(v, list) else v.split(",")) if s.strip()
     ),
     "log_level": str,
+    "storage": _storage,
+    "s3_endpoint": lambda v: v or None,
+    "s3_region": lambda v: v or None,
+    "s3_path_style": _bool,
 }
 
 

@@ -17,11 +17,13 @@ from aiohttp import web
 from archive import commons, group_commit
 from archive.config import Settings
 from archive.core import Core
+from archive.errors import ConfigError
 from archive.index.engine import create_engine, embedded_postgres, upgrade
 from archive.ingest import start_parse_workers
 from archive.sweep import sweep_orphans
 from archive.transcode import start_transcode_workers
-from storage.filesystem import FileBlobStore
+from storage.base import BlobStore
+from storage.factory import open_store
 
 log = logging.getLogger("archive.server")
 
@@ -40,6 +42,15 @@ async def database(settings: Settings) -> AsyncIterator[str]:
         await asyncio.to_thread(stack.close)
 
 
+def open_blobs(settings: Settings) -> BlobStore:
+    """The blob store `settings.storage` names (local files by default; spool always local)."""
+    try:
+        return open_store(settings.storage, settings.storage_dir, s3_endpoint=settings.s3_endpoint,
+                          s3_region=settings.s3_region, s3_path_style=settings.s3_path_style)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Core]:
     """Start everything; on exit stop accepting, let in-flight stores finish, close cleanly."""
@@ -50,7 +61,7 @@ async def running(settings: Settings) -> AsyncIterator[Core]:
     async with database(settings) as url:
         await asyncio.to_thread(upgrade, url)
         engine = create_engine(url)
-        blobs = FileBlobStore(settings.storage_dir)
+        blobs = open_blobs(settings)
         await sweep_orphans(engine, blobs)
         core = Core(settings=settings, engine=engine, blobs=blobs)
         commons.register(core)

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from archive.blobs import local_file
+from archive.blobs import BlobRef, blob_ref
 from archive.commons import clinical, cohorts, facets, harmonize, sites
 from archive.commons.rows import RowErrors
 from archive.commons.selection import check_pairs
@@ -226,12 +226,42 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     core, cid, sop = request.app[CORE], request.match_info["cohort"], request.match_info["sop"]
     async with core.engine.connect() as conn:
         key, _size, sha = await cohorts.member_file(conn, caller_from_request(request), cid, sop)
-    path = local_file(core, key)
-    if not path.exists():
-        raise NotFound(f"the stored file of {sop} is missing")
-    return web.FileResponse(path, headers={
-        "Content-Type": "application/dicom", "ETag": f'"{sha}"',
-        "Content-Disposition": f'attachment; filename="{sop}.dcm"'})
+    ref = blob_ref(core, key, _size)
+    headers = {"Content-Type": "application/dicom", "ETag": f'"{sha}"',
+               "Content-Disposition": f'attachment; filename="{sop}.dcm"'}
+    if ref.local is not None:
+        if not ref.local.exists():
+            raise NotFound(f"the stored file of {sop} is missing")
+        return web.FileResponse(ref.local, headers=headers)
+    return await _stream_blob(request, ref, headers)
+
+
+async def _stream_blob(request: web.Request, ref: BlobRef,
+                       headers: dict[str, str]) -> web.StreamResponse:
+    """An object-store blob streamed to the client; one `bytes=a-b` range resumes (206)."""
+    try:
+        span = request.http_range
+    except ValueError:
+        span = slice(None, None)
+    start, stop = span.start or 0, ref.size if span.stop is None else min(span.stop, ref.size)
+    if start < 0:
+        start, stop = max(0, ref.size + start), ref.size
+    partial = (start, stop) != (0, ref.size)
+    if partial and start >= stop:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{ref.size}"})
+    resp = web.StreamResponse(status=206 if partial else 200, headers=headers)
+    resp.headers["Accept-Ranges"] = "bytes"
+    if partial:
+        resp.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{ref.size}"
+    resp.content_length = stop - start
+    chunks = ref.chunks(start, stop - start)
+    first = await anext(chunks, b"")  # a missing blob is still a clean error here
+    await resp.prepare(request)
+    await resp.write(first)
+    async for chunk in chunks:
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
 
 
 async def get_openapi(request: web.Request) -> web.Response:

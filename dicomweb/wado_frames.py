@@ -179,9 +179,7 @@ async def _send_native_value(request: web.Request, loc: Located, numbers: list[i
 
 
 def _element_bytes(loc: Located, tag: int) -> bytes:
-    from pydicom import dcmread
-
-    ds = dcmread(loc.path, stop_before_pixels=True)
+    ds = loc.blob.dataset(stop_before_pixels=True)
     for elem in ds.iterall():
         if elem.tag == tag and isinstance(elem.value, bytes | bytearray):
             return bytes(elem.value)

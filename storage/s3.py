@@ -21,6 +21,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,6 +87,8 @@ class S3BlobStore:
     ) -> None:
         where = parse_url(url)
         self.url = url
+        self._args = (url, spool_root, endpoint, region, path_style, multipart_threshold,
+                      part_size, upload_concurrency, timeout, max_retries)
         self._local = FileBlobStore(spool_root)  # only its spool is used
         self._root = f"{where.prefix}/" if where.prefix else ""
         self._threshold = multipart_threshold
@@ -113,6 +116,10 @@ class S3BlobStore:
             credential_provider=_profile_credentials(),
         )
         self._pool: ThreadPoolExecutor | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its settings: a worker process (transcoding) opens its own client."""
+        return (_reopen, self._args)
 
     # -- spool: local, delegated ---------------------------------------------------------------
     def spool_dir(self) -> Path:
@@ -255,6 +262,14 @@ class S3BlobStore:
         self._local.close()
 
 
+def _reopen(url: str, spool_root: Path, endpoint: str | None, region: str | None,
+            path_style: bool, threshold: int, part: int, concurrency: int, timeout: float,
+            retries: int) -> S3BlobStore:
+    return S3BlobStore(url, spool_root, endpoint=endpoint, region=region, path_style=path_style,
+                       multipart_threshold=threshold, part_size=part,
+                       upload_concurrency=concurrency, timeout=timeout, max_retries=retries)
+
+
 class _RangeReader(io.RawIOBase):
     """Raw reader over one object: each `readinto` is one ranged GET of what was asked."""
 
@@ -286,21 +301,15 @@ class _RangeReader(io.RawIOBase):
         return len(data)
 
 
-class _mapped:
+@contextmanager
+def _mapped(*, write: bool = False) -> Iterator[None]:
     """Raise an obstore/HTTP error as the storage.base error it means (once, here)."""
-
-    def __init__(self, *, write: bool = False) -> None:
-        self._write = write
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> bool:
-        if exc is None or isinstance(exc, StorageError | ValueError) or not isinstance(
-                exc, Exception):
-            return False
-        raise classify(exc, write=self._write) from exc
+    try:
+        yield
+    except (StorageError, ValueError):
+        raise
+    except Exception as exc:
+        raise classify(exc, write=write) from exc
 
 
 def classify(exc: BaseException, *, write: bool = False) -> StorageError:
