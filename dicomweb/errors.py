@@ -53,7 +53,8 @@ def error_response(status: int, reason: str) -> web.Response:
         status=status,
         text=body,
         content_type="application/json",
-        headers={"Warning": warning_header(reason)},
+        headers={"Warning": warning_header(reason)}
+        | ({"Retry-After": "30"} if status == 503 else {}),  # unavailable: worth retrying
     )
 
 

@@ -276,6 +276,11 @@ class _RangeReader(io.RawIOBase):
     def __init__(self, store: S3BlobStore, key: str, size: int) -> None:
         self._store, self._key, self._size, self._pos = store, key, size, 0
 
+    @property
+    def name(self) -> str:
+        """What pydicom and error messages call the file."""
+        return f"{self._store.url.rstrip('/')}/blobs/{self._key}"
+
     def readable(self) -> bool:
         return True
 
