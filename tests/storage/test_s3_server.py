@@ -169,4 +169,10 @@ def test_object_store_outage_is_503_and_a700_then_recovers(
         assert [b for _, b in parts(got)] == [f.to_bytes(by_uid[sop])], sop
     r = post(server, multipart([f.to_bytes(f.image("outage", "after", 1))]))
     assert r.status_code == 200, r.text  # the store is back: so is the archive
+    assoc = associate(server)
+    again = f.image("outage", "dimse-after", 1)
+    assert assoc.send_c_store(again).Status == 0x0000
+    assoc.release()
+    got = requests.get(inst_url(server, again), headers={"Accept": AS_STORED}, timeout=60)
+    assert pydicom.dcmread(io.BytesIO(parts(got)[0][1])).PixelData == again.PixelData
     assert list(server.core.blobs.spool_dir().iterdir()) == []
