@@ -176,3 +176,40 @@ def test_object_store_outage_is_503_and_a700_then_recovers(
     got = requests.get(inst_url(server, again), headers={"Accept": AS_STORED}, timeout=60)
     assert pydicom.dcmread(io.BytesIO(parts(got)[0][1])).PixelData == again.PixelData
     assert list(server.core.blobs.spool_dir().iterdir()) == []
+
+
+def test_the_orphan_sweep_works_on_the_object_store(s3_server: RunningArchive) -> None:
+    """The journal-driven sweep (archive.sweep) deletes exactly the provable orphans in S3."""
+    from tests.archive.test_storage_pairing import (
+        test_the_sweep_deletes_only_what_the_journal_proves_unacknowledged as scenario,
+    )
+
+    scenario(s3_server)
+
+
+def test_two_nodes_share_one_database_and_one_bucket(
+    seaweed: Any, s3_server: RunningArchive, tmp_path: Path
+) -> None:
+    """A second node (own data dir and spool) on the same index and prefix pairs with the same
+    stamp and serves, byte-exact, what the first stored — over both doors."""
+    from dataclasses import replace
+
+    from tests.conftest import ServerThread, make_settings
+
+    first = s3_server
+    settings = replace(make_settings(tmp_path / "node2", first.database_url),
+                       storage=first.settings.storage, s3_endpoint=seaweed.endpoint,
+                       s3_region="us-east-1", s3_path_style=True)
+    node2 = ServerThread(settings, first.database_url)
+    second = node2.start()
+    try:
+        assert second.core.blobs.read_stamp() == first.core.blobs.read_stamp()
+        ds = f.image("twonodes", rows=64, columns=64, frames=4)
+        assert post(first, multipart([f.to_bytes(ds)])).status_code == 200
+        got = requests.get(inst_url(second, ds), headers={"Accept": AS_STORED}, timeout=60)
+        assert [b for _, b in parts(got)] == [f.to_bytes(ds)]
+        received, _ = c_get(second, {"QueryRetrieveLevel": "STUDY",
+                                     "StudyInstanceUID": ds.StudyInstanceUID})
+        assert [r.PixelData for r in received] == [ds.PixelData]
+    finally:
+        node2.stop()
