@@ -131,8 +131,8 @@ def up() -> int:
         _wait(web + "/studies?limit=1", ())
     print(f"object store  http://127.0.0.1:{s3_port}  (bucket {BUCKET}, key {KEY})")
     print(f"database      {db}")
-    for n, (web, dimse) in enumerate(urls, start=1):
-        print(f"node {n}        {web}   DIMSE {dimse}")
+    for n, (web, door) in enumerate(urls, start=1):
+        print(f"node {n}        {web}   DIMSE {door}")
     return 0
 
 
