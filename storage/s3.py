@@ -45,10 +45,11 @@ __all__ = ["S3BlobStore", "S3Location", "parse_url"]
 
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 STAMP_OBJECT = "STORAGE_ID"
-_QUOTA = re.compile(r"QuotaExceeded|StorageFull|InsufficientStorage|EntityTooLarge|\b507\b")
-_DENIED = re.compile(r"AccessDenied|\b403\b|Forbidden|ReadOnly|PermissionDenied")
+_STATUS = r"status(?: code)?:? "  # obstore: "Server returned non-2xx status code: 503 ..."
+_QUOTA = re.compile(r"QuotaExceeded|StorageFull|InsufficientStorage|EntityTooLarge|" + _STATUS + "507")
+_DENIED = re.compile(r"AccessDenied|" + _STATUS + "403|Forbidden|ReadOnly|PermissionDenied")
 _UNREACHABLE = re.compile(
-    r"\b5\d\d\b|error sending request|connect|timed out|timeout|Connection|dns|"
+    _STATUS + r"5\d\d|error sending request|connect|timed out|timeout|dns|"
     r"SlowDown|ServiceUnavailable|InternalError|RequestTimeout|reset|broken pipe",
     re.IGNORECASE,
 )

@@ -136,3 +136,36 @@ def test_a_large_instance_moves_in_bounded_memory(seaweed: Any, tmp_path: Path) 
     print(f"peak RSS {int(base) >> 10} MB before; growth for a {size >> 20} MB blob: "
           f"PUT {put_mb:.0f} MB, GET {get_mb:.0f} MB")
     assert put_mb < 100 and get_mb < 100, (put_mb, get_mb)
+
+
+def test_a_refused_write_is_read_only(seaweed: Any, tmp_path: Path) -> None:
+    """A real 403 from the store (credentials it does not accept) on a write: ReadOnly."""
+    from storage.base import ReadOnly, StorageError
+
+    store = S3BlobStore(f"s3://{BUCKET}/denied", tmp_path, endpoint=seaweed.endpoint,
+                        region="us-east-1", path_style=True)
+    store._store = type(store._store)(  # same store, a key SeaweedFS does not know
+        BUCKET, endpoint=seaweed.endpoint, region="us-east-1",
+        virtual_hosted_style_request=False, client_options={"allow_http": True},
+        access_key_id="nobody", secret_access_key="wrong")
+    with pytest.raises(ReadOnly):
+        store.commit(store.spool_bytes(b"refused"))
+    with pytest.raises(StorageError):
+        store.read_range("0" * 32, 0, 1)
+    store.close()
+
+
+@pytest.mark.parametrize(("message", "write", "expected"), [
+    ("Server returned non-2xx status code: 503 Service Unavailable", False, "Unavailable"),
+    ("GET x in 507.3ms - Server returned non-2xx status code: 500 Internal", False, "Unavailable"),
+    ("PUT x in 5ms - Server returned non-2xx status code: 507 Insufficient Storage", True,
+     "NoSpace"),
+    ("status code: 403 Forbidden <Code>QuotaExceeded</Code>", True, "NoSpace"),
+    ("status code: 403 Forbidden <Code>AccessDenied</Code>", True, "ReadOnly"),
+    ("error sending request for url (http://127.0.0.1:9/x)", True, "Unavailable"),
+])
+def test_error_classification(message: str, write: bool, expected: str) -> None:
+    """How obstore's messages (format as seen from SeaweedFS) map onto storage.base errors."""
+    from storage.s3 import classify
+
+    assert type(classify(Exception(message), write=write)).__name__ == expected

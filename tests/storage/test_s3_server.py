@@ -213,3 +213,20 @@ def test_two_nodes_share_one_database_and_one_bucket(
         assert [r.PixelData for r in received] == [ds.PixelData]
     finally:
         node2.stop()
+
+
+def test_cohort_file_download_streams_from_the_object_store(
+    seaweed: Any, pg_server_url: str, template_db: str, tmp_path: Path
+) -> None:
+    """The commons' per-file download (byte-exact, SHA-256, Range resume) without local files."""
+    from tests.archive.commons.conftest import running_commons
+    from tests.dicomweb.test_commons_api import (
+        test_file_download_is_byte_exact_and_resumable as scenario,
+    )
+
+    with running_commons(pg_server_url, template_db, tmp_path,
+                         storage=f"s3://{BUCKET}/commons-{uuid.uuid4().hex[:8]}",
+                         s3_endpoint=seaweed.endpoint, s3_region="us-east-1",
+                         s3_path_style=True) as loaded:
+        assert isinstance(loaded.server.core.blobs, S3BlobStore)
+        scenario(loaded)
