@@ -230,3 +230,40 @@ def test_cohort_file_download_streams_from_the_object_store(
                          s3_path_style=True) as loaded:
         assert isinstance(loaded.server.core.blobs, S3BlobStore)
         scenario(loaded)
+
+
+def test_two_nodes_starting_at_once_on_a_new_database(
+    seaweed: Any, pg_server_url: str, tmp_path: Path
+) -> None:
+    """Start-up is safe when several nodes start together: migrations run once (advisory
+    lock), the store is stamped once, and both nodes serve."""
+    from dataclasses import replace
+
+    from tests.conftest import ServerThread, _admin, _with_db, make_settings
+
+    name = f"archive_t_{uuid.uuid4().hex[:12]}"
+    import asyncio
+
+    asyncio.run(_admin(pg_server_url, f'CREATE DATABASE "{name}"'))  # not migrated
+    url = _with_db(pg_server_url, name)
+    storage = f"s3://{BUCKET}/fresh-{uuid.uuid4().hex[:8]}"
+    nodes = [ServerThread(replace(make_settings(tmp_path / f"n{i}", url), storage=storage,
+                                  s3_endpoint=seaweed.endpoint, s3_region="us-east-1",
+                                  s3_path_style=True), url) for i in range(2)]
+    try:
+        for node in nodes:
+            node.thread.start()  # both at once
+        for node in nodes:
+            node.ready.wait(120)
+            assert node.error is None and node.archive is not None, repr(node.error)
+        a, b = (node.archive for node in nodes)
+        assert a is not None and b is not None
+        assert a.core.blobs.read_stamp() == b.sql("SELECT stamp FROM storage_identity")[0]["stamp"]
+        ds = f.image("together", rows=32, columns=32)
+        assert post(b, multipart([f.to_bytes(ds)])).status_code == 200
+        got = requests.get(inst_url(a, ds), headers={"Accept": AS_STORED}, timeout=60)
+        assert [p for _, p in parts(got)] == [f.to_bytes(ds)]
+    finally:
+        for node in nodes:
+            node.stop()
+        asyncio.run(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
