@@ -8,6 +8,7 @@ the JPEG End Of Image marker. Nothing here decodes pixels (see archive.transcode
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,17 @@ def read_frame(loc: Located, number: int) -> bytes:
         return _deflated_frame(loc, number)
     if loc.transfer_syntax in UNCOMPRESSED:
         return _native_frame(loc, pixel_module(loc), number)
-    spans = fragment_spans(loc, number)
+    return _read_spans(loc, fragment_spans(loc, number))
+
+
+def _read_spans(loc: Located, spans: list[tuple[int, int]]) -> bytes:
+    """The fragments' bytes; fragments separated only by item headers (8 bytes) are fetched as
+    one read, so a multi-fragment frame is one ranged GET on an object store."""
+    adjacent = all(0 <= b[0] - (a[0] + a[1]) <= 8 for a, b in itertools.pairwise(spans))
+    if len(spans) > 1 and adjacent:
+        start, end = spans[0][0], spans[-1][0] + spans[-1][1]
+        data = loc.blob.read_range(start, end - start)
+        return b"".join(data[off - start:off - start + ln] for off, ln in spans)
     return b"".join(loc.blob.read_range(offset, length) for offset, length in spans)
 
 
