@@ -169,3 +169,25 @@ def test_error_classification(message: str, write: bool, expected: str) -> None:
     from storage.s3 import classify
 
     assert type(classify(Exception(message), write=write)).__name__ == expected
+
+
+def test_storage_settings_from_flags_variables_and_toml(tmp_path: Path) -> None:
+    from archive import config
+    from archive.cli import parser, settings_from
+    from archive.errors import ConfigError
+
+    s = config.load({}, environ={"ARCHIVE_STORAGE": "s3://b/p", "ARCHIVE_S3_PATH_STYLE": "1",
+                                 "ARCHIVE_S3_ENDPOINT": "http://127.0.0.1:9000",
+                                 "ARCHIVE_S3_REGION": "eu-west-1"})
+    assert (s.storage, s.s3_path_style, s.s3_endpoint, s.s3_region) == (
+        "s3://b/p", True, "http://127.0.0.1:9000", "eu-west-1")
+    toml = tmp_path / "a.toml"
+    toml.write_text('storage = "s3://t/x"\ns3_path_style = true\n')
+    assert config.load({}, environ={}, toml_path=toml).storage == "s3://t/x"
+    with pytest.raises(ConfigError, match="s3://"):
+        config.load({}, environ={"ARCHIVE_STORAGE": "ftp://nope"})
+    args = parser().parse_args(["serve", "--storage", "s3://c/d", "--s3-path-style",
+                                "--s3-endpoint", "http://h:1", "--s3-region", "r"])
+    flags = settings_from(args)
+    assert (flags.storage, flags.s3_path_style, flags.s3_endpoint) == ("s3://c/d", True, "http://h:1")
+    assert config.Settings().storage == ""  # default: files in the data directory
