@@ -150,7 +150,7 @@ class BlobRef:
 
         if self.local is not None:
             return dcmread(self.local, **kwargs)
-        with self.open() as f:
+        with self.open() as f, mapped():  # ranged GETs happen while pydicom reads
             return dcmread(f, **kwargs)
 
 

@@ -54,6 +54,13 @@ async def send_file(request: web.Request, resp: web.StreamResponse, core: Core,
         await resp.write(chunk)
 
 
+async def reachable(located: list[Located]) -> None:
+    """Before the 200 goes out: one byte of the first instance from a remote store, so an
+    object store that is down (or a missing object) is a clean 503 / 404, not a cut body."""
+    if located and located[0].blob.local is None:
+        await asyncio.to_thread(located[0].blob.read_range, 0, 1)
+
+
 class Transcodes:
     """Transcoded bodies of the instances that need it, produced ahead of the writer.
 
@@ -130,6 +137,7 @@ async def multipart_dicom(
             resp.content_length = sum(len(h) + loc.size + 2 for h, loc in zip(heads, located,
                                                                                 strict=True)) \
                 + len(closing(boundary))
+        await reachable(located)
         await resp.prepare(request)
         if await _write_parts(request, resp, core, located, heads, transcodes):
             await resp.write(closing(boundary))
@@ -169,6 +177,7 @@ async def single_dicom(
     resp.headers["Content-Type"] = f"application/dicom; transfer-syntax={ts}"
     if ts == loc.transfer_syntax:
         resp.content_length = loc.size
+        await reachable([loc])
         await resp.prepare(request)
         await send_file(request, resp, core, loc)
     else:
@@ -215,6 +224,7 @@ async def zip_dicom(
     transcodes = Transcodes(located, syntaxes)
     try:
         await transcodes.first()
+        await reachable(located)
         await resp.prepare(request)
         if await _write_zip(request, resp, core, located, transcodes):
             await resp.write_eof()

@@ -140,6 +140,8 @@ def test_object_store_outage_is_503_and_a700_then_recovers(
 ) -> None:
     server = s3_server
     datasets = [f.image("outage", "se1", n, rows=256, columns=256) for n in range(1, 41)]
+    before = f.image("outage", "before", 1)
+    assert post(server, multipart([f.to_bytes(before)])).status_code == 200
     result: dict[str, Any] = {}
     upload = threading.Thread(target=_stow_many, args=(server, datasets, result))
     upload.start()
@@ -158,11 +160,16 @@ def test_object_store_outage_is_503_and_a700_then_recovers(
         status = assoc.send_c_store(f.image("outage", "dimse", 1))
         assoc.release()
         assert status.Status == 0xA700 and "unavailable" in str(status.ErrorComment)
+        for accept in (AS_STORED, 'multipart/related; type="application/dicom"'):
+            # reading while the store is down: a clean 503 before any body
+            down = requests.get(inst_url(server, before), headers={"Accept": accept}, timeout=60)
+            assert down.status_code == 503, (accept, down.status_code)
+            assert down.headers["Retry-After"]
     finally:
         seaweed.start()
     indexed = {row["sop_uid"] for row in server.sql("SELECT sop_uid FROM instance")}
     assert acknowledged <= indexed  # every acknowledged instance is indexed ...
-    by_uid = {ds.SOPInstanceUID: ds for ds in datasets}
+    by_uid = {ds.SOPInstanceUID: ds for ds in [*datasets, before]}
     for sop in indexed:  # ... and every indexed one is readable, byte-exact
         got = requests.get(inst_url(server, by_uid[sop]), headers={"Accept": AS_STORED},
                            timeout=60)
