@@ -8,9 +8,12 @@ outcomes of `commit_many` with `archive_error` too.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from archive.core import Core
 from archive.errors import (
@@ -22,6 +25,8 @@ from archive.errors import (
 )
 from storage.base import (
     BlobMissing,
+    BlobStore,
+    LocalFiles,
     NoSpace,
     ReadOnly,
     Spooled,
@@ -85,3 +90,73 @@ def local_file(core: Core, key: str) -> Path:
     local files answers ArchiveUnavailable until those readers use `open`/`read_range`."""
     with mapped():
         return local_path(core.blobs, key)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """One stored blob as readers see it, whatever the backend.
+
+    `local` is set when the backend keeps local files (zero-copy sendfile, `dcmread` by path,
+    `pread`); otherwise every read goes to `store` (ranged GETs on an object store). Picklable
+    (the S3 store reopens itself in a worker process), so transcode workers get one too.
+    Storage errors come out as archive errors.
+    """
+
+    key: str
+    size: int
+    local: Path | None
+    store: BlobStore | None
+
+    def open(self) -> BinaryIO:
+        """A seekable reader (a local file, or a reader that fetches only the ranges read)."""
+        if self.local is not None:
+            try:
+                return open(self.local, "rb")
+            except FileNotFoundError as exc:
+                raise NotFound(f"the stored file is missing: {self.key}") from exc
+        assert self.store is not None
+        with mapped():
+            return self.store.open(self.key)
+
+    def read_range(self, offset: int, length: int) -> bytes:
+        """`length` bytes at `offset`: a pread locally, one ranged GET on an object store."""
+        if self.local is not None:
+            with self.open() as f:
+                return os.pread(f.fileno(), length, offset)
+        assert self.store is not None
+        with mapped():
+            return self.store.read_range(self.key, offset, length)
+
+    async def chunks(self, offset: int = 0, length: int | None = None,
+                     chunk: int = 1 << 20) -> AsyncIterator[bytes]:
+        """The blob (or a range) as a stream, without holding it in memory."""
+        end = self.size if length is None else offset + length
+        if self.local is not None:
+            while offset < end:
+                data = await asyncio.to_thread(self.read_range, offset, min(chunk, end - offset))
+                if not data:
+                    raise ConnectionResetError(f"stored file {self.key} ended early")
+                offset += len(data)
+                yield data
+            return
+        assert self.store is not None
+        with mapped():
+            async for data in self.store.stream(self.key, offset, end - offset, chunk):
+                yield data
+
+    def dataset(self, **kwargs: Any) -> Any:
+        """The stored instance parsed by pydicom (`dcmread` keywords pass through)."""
+        from pydicom import dcmread
+
+        if self.local is not None:
+            return dcmread(self.local, **kwargs)
+        with self.open() as f, mapped():  # ranged GETs happen while pydicom reads
+            return dcmread(f, **kwargs)
+
+
+def blob_ref(core: Core, key: str, size: int) -> BlobRef:
+    """How readers reach blob `key` in the configured store."""
+    if isinstance(core.blobs, LocalFiles):
+        with mapped():
+            return BlobRef(key, size, local_path(core.blobs, key), None)
+    return BlobRef(key, size, None, core.blobs)

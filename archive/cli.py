@@ -21,6 +21,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     console.add_common_flags(p)
 
 
+def _storage(p: argparse.ArgumentParser) -> None:
+    """Where blobs live; credentials come from the AWS variables/profile chain, never flags."""
+    p.add_argument("--storage", help="s3://BUCKET/PREFIX for an object store "
+                                     "(ARCHIVE_STORAGE; default: files in the data directory)")
+    p.add_argument("--s3-endpoint", help="S3 endpoint URL for non-AWS stores (ARCHIVE_S3_ENDPOINT)")
+    p.add_argument("--s3-region", help="S3 region (ARCHIVE_S3_REGION; else AWS_REGION)")
+    p.add_argument("--s3-path-style", action="store_true", default=None,
+                   help="path-style S3 addressing (ARCHIVE_S3_PATH_STYLE)")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="archive", description="Imaging Commons Archive")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -47,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     cli_keys.add_serve_flags(s)
     console.add_serve_flags(s)
+    _storage(s)
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     up = dbsub.add_parser("upgrade", help="apply migrations and exit")
@@ -54,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import DICOM files and folders (recursive)")
     _common(imp)
     imp.add_argument("paths", nargs="+", type=Path)
+    _storage(imp)
     imp.add_argument("--site", help="contributing site recorded for imported studies")
     imp.add_argument("--dataset", help="dataset (batch) recorded for imported studies")
     imp.add_argument("--collection", help="collection (default: public)")
@@ -96,6 +108,7 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
             "viewer_dir", "curator_token", "log_level", "log_format", "public_url",
             "trusted_proxies", "check_called_ae", "min_cell_count",
+            "storage", "s3_endpoint", "s3_region", "s3_path_style",
             *cli_keys.SERVE_SETTINGS)
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)

@@ -62,6 +62,10 @@ class Settings:
     public_url: str | None = None  # externally visible base, e.g. https://pacs.example.org
     trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose Forwarded headers count
     check_called_ae: bool = False  # reject associations addressed to another AE title
+    storage: str = ""  # "" = the local filesystem in data_dir; or s3://BUCKET/PREFIX
+    s3_endpoint: str | None = None  # for non-AWS stores (MinIO, Ceph RGW, SeaweedFS)
+    s3_region: str | None = None
+    s3_path_style: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def peer(self, ae_title: str) -> Peer | None:
@@ -178,6 +182,12 @@ def _networks(v: str | list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _storage(v: str) -> str:
+    if v and not v.startswith("s3://"):
+        raise ConfigError(f"storage must be s3://BUCKET/PREFIX or empty (local files), not {v!r}")
+    return v
+
+
 PARSERS: dict[str, Any] = {
     "host": str,
     "http_port": _port,
@@ -210,6 +220,10 @@ PARSERS: dict[str, Any] = {
     "trusted_proxies": _networks,
     "check_called_ae": _bool,
     "min_cell_count": _cell_count,
+    "storage": _storage,
+    "s3_endpoint": lambda v: v or None,
+    "s3_region": lambda v: v or None,
+    "s3_path_style": _bool,
 }
 
 

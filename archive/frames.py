@@ -8,7 +8,7 @@ the JPEG End Of Image marker. Nothing here decodes pixels (see archive.transcode
 
 from __future__ import annotations
 
-import os
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,9 +85,18 @@ def read_frame(loc: Located, number: int) -> bytes:
         return _deflated_frame(loc, number)
     if loc.transfer_syntax in UNCOMPRESSED:
         return _native_frame(loc, pixel_module(loc), number)
-    spans = fragment_spans(loc, number)
-    with open(loc.path, "rb") as fp:
-        return b"".join(os.pread(fp.fileno(), length, offset) for offset, length in spans)
+    return _read_spans(loc, fragment_spans(loc, number))
+
+
+def _read_spans(loc: Located, spans: list[tuple[int, int]]) -> bytes:
+    """The fragments' bytes; fragments separated only by item headers (8 bytes) are fetched as
+    one read, so a multi-fragment frame is one ranged GET on an object store."""
+    adjacent = all(0 <= b[0] - (a[0] + a[1]) <= 8 for a, b in itertools.pairwise(spans))
+    if len(spans) > 1 and adjacent:
+        start, end = spans[0][0], spans[-1][0] + spans[-1][1]
+        data = loc.blob.read_range(start, end - start)
+        return b"".join(data[off - start:off - start + ln] for off, ln in spans)
+    return b"".join(loc.blob.read_range(offset, length) for offset, length in spans)
 
 
 def _native_frame(loc: Located, pm: PixelModule, number: int) -> bytes:
@@ -100,8 +109,7 @@ def _native_frame(loc: Located, pm: PixelModule, number: int) -> bytes:
         offset = pixels["offset"] + start_bit // 8
         if start_bit // 8 + size > pixels["length"]:
             raise NotFound(f"frame {number} lies beyond the stored Pixel Data")
-        with open(loc.path, "rb") as fp:
-            data = os.pread(fp.fileno(), size, offset)
+        data = loc.blob.read_range(offset, size)
         if loc.transfer_syntax == EXPLICIT_VR_BE and pm.bits_allocated > 8:
             data = _swap(data, pm.bits_allocated // 8)
         return data
@@ -115,8 +123,7 @@ def _bit_packed_frame(loc: Located, start_bit: int, bits: int) -> bytes:
     pixels = loc.pixels
     assert pixels is not None
     first, last = start_bit // 8, (start_bit + bits + 7) // 8
-    with open(loc.path, "rb") as fp:
-        raw = os.pread(fp.fileno(), last - first, pixels["offset"] + first)
+    raw = loc.blob.read_range(pixels["offset"] + first, last - first)
     unpacked = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")
     skip = start_bit - first * 8
     return bytes(np.packbits(unpacked[skip:skip + bits], bitorder="little").tobytes())
@@ -130,9 +137,7 @@ def _swap(data: bytes, width: int) -> bytes:
 
 def _deflated_frame(loc: Located, number: int) -> bytes:
     """Deflated data sets cannot be addressed by offset: inflate (documented exception)."""
-    from pydicom import dcmread
-
-    ds = dcmread(loc.path)
+    ds = loc.blob.dataset()
     pm = pixel_module(loc)
     size = pm.frame_bits // 8
     return bytes(ds.PixelData[size * (number - 1): size * number])
@@ -179,12 +184,11 @@ def _by_eoi_scan(
             f"cannot locate frame {number}: fragments of {loc.transfer_syntax} have no offset table"
         )
     frame, current = 1, []
-    with open(loc.path, "rb") as fp:
-        for off, ln in fragments:
-            current.append((off, ln))
-            tail = os.pread(fp.fileno(), 3, off + ln - 3) if ln >= 3 else b""
-            if tail.endswith(b"\xff\xd9") or tail[:2] == b"\xff\xd9":
-                if frame == number:
-                    return current
-                frame, current = frame + 1, []
+    for off, ln in fragments:  # one small read per fragment (a ranged GET on an object store)
+        current.append((off, ln))
+        tail = loc.blob.read_range(off + ln - 3, 3) if ln >= 3 else b""
+        if tail.endswith(b"\xff\xd9") or tail[:2] == b"\xff\xd9":
+            if frame == number:
+                return current
+            frame, current = frame + 1, []
     raise NotFound(f"frame {number} not found among the instance's fragments")

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archive.blobs import local_file
+from archive.blobs import BlobRef, blob_ref
 from archive.core import Caller, Core
-from archive.errors import NotFound
+from archive.errors import ArchiveUnavailable, NotFound
 from archive.index import reads
 from archive.index.reads import Keys, Scope
 
@@ -34,13 +34,20 @@ class Located:
     sop_uid: str
     sop_class_uid: str
     transfer_syntax: str
-    path: Path
+    blob: BlobRef
     size: int
     pixels: dict[str, Any] | None
     number_of_frames: int | None
     rows: int | None
     columns: int | None
     header: dict[str, Any] | None = None
+
+    @property
+    def path(self) -> Path:
+        """The local file, for readers that need one; prefer `blob` (works on every backend)."""
+        if self.blob.local is None:
+            raise ArchiveUnavailable(f"instance {self.sop_uid} is not a local file")
+        return self.blob.local
 
     @property
     def frames(self) -> int:
@@ -65,7 +72,7 @@ async def locate(
     return [
         Located(
             r.study_uid, r.series_uid, r.sop_uid, r.sop_class_uid, r.transfer_syntax,
-            local_file(core, r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
+            blob_ref(core, r.blob_key, r.size_bytes), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
             r.columns, r.header if with_header else None,
         )
         for r in rows
@@ -139,7 +146,7 @@ async def locate_keys(core: Core, caller: Caller, keys: Keys) -> list[Located]:
         rows = await reads.located_rows_for_keys(conn, caller, keys)
     return [
         Located(r.study_uid, r.series_uid, r.sop_uid, r.sop_class_uid, r.transfer_syntax,
-                local_file(core, r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
+                blob_ref(core, r.blob_key, r.size_bytes), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
                 r.columns)
         for r in rows
     ]

@@ -19,11 +19,13 @@ from archive import commons, group_commit
 from archive.config import Settings
 from archive.console import check_data_dir, ensure_database, note_embedded_start
 from archive.core import Core
+from archive.errors import ConfigError
 from archive.index.engine import create_engine, embedded_postgres, upgrade
 from archive.sweep import ensure_paired, sweep_orphans
 from archive.transcode import warm
 from archive.workers import WorkerPool, Workers
-from storage.backends import open_store
+from storage.base import BlobStore
+from storage.factory import open_store
 
 log = logging.getLogger("archive.runtime")
 
@@ -73,6 +75,15 @@ class DataDirLock:
         self._fp.close()  # releases the lock
 
 
+def open_blobs(settings: Settings) -> BlobStore:
+    """The blob store `settings.storage` names (local files by default; spool always local)."""
+    try:
+        return open_store(settings.storage, settings.storage_dir, s3_endpoint=settings.s3_endpoint,
+                          s3_region=settings.s3_region, s3_path_style=settings.s3_path_style)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 @asynccontextmanager
 async def open_core(
     settings: Settings, *, workers: Workers | None = None, pool_size: int = 10
@@ -88,7 +99,7 @@ async def open_core(
     async with database(settings) as url:
         await asyncio.to_thread(upgrade, url)
         engine = create_engine(url, pool_size=pool_size)
-        blobs = open_store(settings.storage_dir)
+        blobs = open_blobs(settings)
         lock = DataDirLock(settings.data_dir)
         try:
             if lock.try_exclusive():

@@ -20,12 +20,11 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
-from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID
 
-from archive.errors import NotAcceptable
+from archive.errors import ArchiveError, NotAcceptable
 from archive.frames import read_frame
 from archive.retrieve import Located
 from archive.transfer_syntax import (
@@ -153,7 +152,7 @@ def transcode_file(loc: Located, target: str) -> bytes:
     require_convertible(loc.transfer_syntax, target)
     try:
         return _transcode(loc, target)
-    except (OSError, MemoryError):  # the archive's own trouble, not the data's: a 500
+    except (OSError, MemoryError, ArchiveError):  # the archive's own trouble (storage too)
         raise
     except Exception as exc:  # any codec / parser failure on this instance's data
         log.warning("transcoding %s from %s to %s failed: %s", loc.sop_uid,
@@ -166,7 +165,7 @@ def transcode_file(loc: Located, target: str) -> bytes:
 
 
 def _transcode(loc: Located, target: str) -> bytes:
-    ds = dcmread(loc.path)
+    ds = loc.blob.dataset()
     source = UID(loc.transfer_syntax)
     if source.is_compressed:
         # → Explicit VR LE, YBR → RGB. A lossless change of encoding keeps the SOP Instance UID

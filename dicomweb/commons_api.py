@@ -16,9 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
+from archive.blobs import BlobRef
 from archive.commons import cohorts, service
 from archive.commons.explore import suppress_facet
-from archive.errors import InvalidRequest, NotAllowed
+from archive.errors import InvalidRequest, NotAllowed, NotFound
 from dicomweb.auth import caller_from_request
 from dicomweb.keys import CORE
 from dicomweb.media_types import negotiate, parse_media_type
@@ -179,9 +180,42 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     sop = request.match_info["sop"]
     found = await cohorts.member_file(request.app[CORE], caller_from_request(request),
                                       request.match_info["cohort"], sop)
-    return web.FileResponse(found.path, headers={
-        "Content-Type": "application/dicom", "ETag": f'"{found.sha256}"',
-        "Content-Disposition": f'attachment; filename="{sop}.dcm"'})
+    ref = found.blob
+    headers = {"Content-Type": "application/dicom", "ETag": f'"{found.sha256}"',
+               "Content-Disposition": f'attachment; filename="{sop}.dcm"'}
+    if ref.local is not None:
+        if not ref.local.exists():
+            raise NotFound(f"the stored file of {sop} is missing")
+        return web.FileResponse(ref.local, headers=headers)
+    return await _stream_blob(request, ref, headers)
+
+
+async def _stream_blob(request: web.Request, ref: BlobRef,
+                       headers: dict[str, str]) -> web.StreamResponse:
+    """An object-store blob streamed to the client; one `bytes=a-b` range resumes (206)."""
+    try:
+        span = request.http_range
+    except ValueError:
+        span = slice(None, None)
+    start, stop = span.start or 0, ref.size if span.stop is None else min(span.stop, ref.size)
+    if start < 0:
+        start, stop = max(0, ref.size + start), ref.size
+    partial = (start, stop) != (0, ref.size)
+    if partial and start >= stop:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{ref.size}"})
+    resp = web.StreamResponse(status=206 if partial else 200, headers=headers)
+    resp.headers["Accept-Ranges"] = "bytes"
+    if partial:
+        resp.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{ref.size}"
+    resp.content_length = stop - start
+    chunks = ref.chunks(start, stop - start)
+    first = await anext(chunks, b"")  # a missing blob is still a clean error here
+    await resp.prepare(request)
+    await resp.write(first)
+    async for chunk in chunks:
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
 
 
 async def get_openapi(request: web.Request) -> web.Response:

@@ -56,7 +56,9 @@ def error_response(status: int, reason: str, details: dict[str, object] | None =
         status=status,
         text=body,
         content_type="application/json",
-        headers={"Warning": warning_header(reason)} | (headers or {}),
+        headers={"Warning": warning_header(reason)}
+        | ({"Retry-After": "30"} if status == 503 else {})  # unavailable: worth retrying
+        | (headers or {}),
     )
 
 

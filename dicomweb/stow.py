@@ -16,13 +16,13 @@ from aiohttp import web
 
 from archive.blobs import spool_stream
 from archive.core import Caller, Core
-from archive.errors import ArchiveError, FailureReason, InvalidRequest
+from archive.errors import ArchiveError, ArchiveUnavailable, FailureReason, InvalidRequest, StorageFull
 from archive.ingest import Stored, ingest
 from archive.instance import is_valid_uid
 from dicomweb import multipart
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_xml import to_xml
-from dicomweb.errors import log_refusal, warning_header
+from dicomweb.errors import log_refusal, status_for, warning_header
 from dicomweb.keys import CORE
 from dicomweb.media_types import negotiate, parse_media_type
 from dicomweb.urls import instance_url, service_root, study_url
@@ -118,6 +118,14 @@ async def _ingest_one(
         sem.release()
 
 
+def _archive_trouble(outcomes: list[Outcome]) -> int | None:
+    """503 or 507 when every instance failed for one reason that is the archive's (storage
+    unavailable or full) rather than the data's; None otherwise (then 409 stands)."""
+    statuses = {status_for(o[0]) if isinstance(o[0], StorageFull | ArchiveUnavailable) else 0
+                for o in outcomes if not isinstance(o, Stored)}
+    return statuses.pop() if len(statuses) == 1 and 0 not in statuses else None
+
+
 def _uid_attr(tag: str, value: str) -> dict[str, Any]:
     return {tag: {"vr": "UI", "Value": [value]}}
 
@@ -156,6 +164,10 @@ def _respond(
     # PS3.18 §10.5.3: 200 all stored, 202 stored with warnings or partial failure, 409 none.
     status = 409 if failed and not referenced else (202 if warnings else 200)
     headers = {}
+    if status == 409 and (ours := _archive_trouble(outcomes)):
+        status = ours  # nothing stored because of the archive's storage, not the data: 503/507
+        if ours == 503:
+            headers["Retry-After"] = "30"
     if warnings:
         headers["Warning"] = warning_header("; ".join(warnings), limit=1000)
     if status == 409:

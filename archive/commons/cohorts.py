@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from archive.blobs import local_file
+from archive.blobs import BlobRef, blob_ref
 from archive.commons.harmonize import current_version
 from archive.commons.selection import check_pairs, pairs_from, study_select
 from archive.core import Caller, Core
@@ -145,7 +144,7 @@ async def clinical_rows(core: Core, caller: Caller, cohort_id: str) -> list[dict
 class MemberFile:
     """A frozen member instance's stored file."""
 
-    path: Path
+    blob: BlobRef
     size: int
     sha256: str
 
@@ -157,7 +156,4 @@ async def member_file(core: Core, caller: Caller, cohort_id: str, sop_uid: str) 
         row = await rows_of.member_file_row(conn, caller, cid, sop_uid)
     if row is None:
         raise NotFound(f"no instance {sop_uid} in cohort {cohort_id}")
-    path = local_file(core, row.blob_key)
-    if not path.exists():
-        raise NotFound(f"the stored file of {sop_uid} is missing")
-    return MemberFile(path, row.size_bytes, row.sha256)
+    return MemberFile(blob_ref(core, row.blob_key, row.size_bytes), row.size_bytes, row.sha256)

@@ -52,8 +52,31 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(async_url(url), **kwargs)
 
 
+MIGRATION_LOCK = 0x41524348_4D494752  # pg_advisory_lock key: "ARCHMIGR"
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply Alembic migrations synchronously (used at start and by `archive db upgrade`)."""
+    """Apply Alembic migrations synchronously (used at start and by `archive db upgrade`).
+
+    Several nodes may start at once on one database: each holds a PostgreSQL advisory lock
+    while it migrates, so one applies the migrations and the others then find nothing to do.
+    Blocking; call it from a thread, never from a running event loop."""
+    import asyncio
+
+    import asyncpg
+
+    async def locked() -> None:
+        conn = await asyncpg.connect(sync_url(url))
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            await asyncio.to_thread(_upgrade, url, revision)
+        finally:
+            await conn.close()  # releases the lock
+
+    asyncio.run(locked())
+
+
+def _upgrade(url: str, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
 

@@ -10,6 +10,7 @@ import pytest
 from pydicom.encaps import generate_frames
 from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
+from archive.blobs import BlobRef
 from archive.errors import InvalidRequest, NotFound
 from archive.frames import parse_frame_list, read_frame
 from archive.instance import read_instance
@@ -22,7 +23,8 @@ def located(path: Path) -> Located:
     facts = read_instance(path, path.stat().st_size)
     c = facts.columns
     return Located(facts.study_uid, facts.series_uid, facts.sop_uid, facts.sop_class_uid,
-                   facts.transfer_syntax, path, path.stat().st_size,
+                   facts.transfer_syntax, BlobRef(path.name, path.stat().st_size, path, None),
+                   path.stat().st_size,
                    facts.pixels.as_json() if facts.pixels else None, c["number_of_frames"],
                    c["rows"], c["columns"], facts.header)
 

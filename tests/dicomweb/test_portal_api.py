@@ -7,8 +7,8 @@ computed in Python from the generator and cross-checked with QIDO-RS through dic
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest

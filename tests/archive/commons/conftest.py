@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -52,12 +53,13 @@ def post_clinical(server: RunningArchive, commons: synth.Commons) -> requests.Re
 
 
 @contextmanager
-def running_commons(pg_server_url: str, template_db: str, tmp: Path) -> Iterator[Loaded]:
+def running_commons(pg_server_url: str, template_db: str, tmp: Path,
+                    **overrides: Any) -> Iterator[Loaded]:
     """A fresh database and archive holding the synthetic commons, for one test module."""
     name = f"archive_c_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(pg_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
     url = _with_db(pg_server_url, name)
-    thread = ServerThread(make_settings(tmp, url, curator_token=CURATOR), url)
+    thread = ServerThread(make_settings(tmp, url, curator_token=CURATOR, **overrides), url)
     try:
         server = thread.start()
         commons = synth.build()
