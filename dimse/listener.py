@@ -18,7 +18,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from archive.core import Core
 from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
-from dimse import find, get, move
+from dimse import find, get, move, peers
+from dimse.permissions import handle_echo
 from dimse.store import handle_store
 from dimse.syntaxes import STORAGE_TRANSFER_SYNTAXES
 
@@ -34,12 +35,17 @@ def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
         if cx.abstract_syntax:
             ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, [EXPLICIT_VR_LE, IMPLICIT_VR_LE])
-    return [(evt.EVT_C_STORE, handle_store, [core, loop])]
+    return [(evt.EVT_C_STORE, handle_store, [core, loop]), (evt.EVT_C_ECHO, handle_echo, [core])]
+
+
+def _identity(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
+    """Identify every association when it is requested (dimse.peers), before any service."""
+    return [(evt.EVT_REQUESTED, peers.on_requested, [core])]
 
 
 def services() -> list[Service]:
     """Registered DIMSE services: storage here, query/retrieve in their own modules."""
-    return [_storage, find.service, get.service, move.service]
+    return [_identity, _storage, find.service, get.service, move.service]
 
 
 class Listener:

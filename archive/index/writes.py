@@ -111,6 +111,13 @@ _INSTANCE_OWNER = text(
     """
 )
 
+_IDENTICAL = text(
+    """
+    SELECT se.study_pk FROM instance i JOIN series se ON se.pk = i.series_pk
+    WHERE i.sop_uid = :uid AND i.sha256 = :sha256
+    """
+)
+
 _EXISTING = text(
     "SELECT pk, series_pk, sha256, blob_key FROM instance WHERE sop_uid = :sop_uid FOR UPDATE"
 )
@@ -180,6 +187,9 @@ async def upsert_instance(
     (group commit), instead of once per instance.
     """
     c = facts.columns
+    same = (await conn.execute(_IDENTICAL, {"uid": facts.sop_uid, "sha256": blob["sha256"]})).first()
+    if same is not None:  # the very same bytes again: nothing changes, whoever sends them
+        return Indexed("duplicate", None, same.study_pk)
     attribution = await guard(conn, facts, attribution)
     patient_attrs = facts.level_attrs[Level.PATIENT]
     patient_pk = (
