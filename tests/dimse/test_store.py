@@ -137,9 +137,13 @@ def test_same_instance_over_both_doors_is_stored_once(server: RunningArchive) ->
     path = server.core.blobs.path(blob_before["blob_key"])
     assert hashlib.sha256(path.read_bytes()).hexdigest() == blob_before["sha256"]
     assoc = associate(server)
-    assert assoc.send_c_store(ds).Status == 0
+    # Re-encoded by another sender (the calling AE's own site): a replace of what another site
+    # stored, so refused with "Not Authorized" (issue 12); still one row, the stored copy untouched.
+    assert assoc.send_c_store(ds).Status == 0x0124
     assoc.release()
     assert server.sql("SELECT count(*) AS n FROM instance")[0]["n"] == 1
+    assert server.sql("SELECT blob_key, sha256 FROM instance")[0] == blob_before
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == blob_before["sha256"]
 
 
 def test_c_stores_on_one_association_are_taken_over_whole_and_hashed(server: RunningArchive) -> None:
