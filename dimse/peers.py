@@ -46,7 +46,10 @@ def on_requested(event: Any, core: Core) -> None:
     except Forbidden as exc:
         log.warning("association rejected: %s", exc.reason,
                     extra={"calling_ae": aet, "address": address, "tls_client_cert": tls})
-        assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE
+        # permanent, service user, "calling AE title not recognised"; then as pynetdicom's own
+        # rejection does: kill() lets the DUL send the A-ASSOCIATE-RJ before the socket closes
+        assoc.acse.send_reject(0x01, 0x01, 0x03)
+        assoc.kill()
         return
     setattr(assoc, _ATTR, identity)
     log.info("association requested", extra={
