@@ -20,9 +20,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT,
 )
 
+from archive.config import Peer
 from tests import factories as f
 from tests.archive.query.cases import CASES, Case, resolve
-from archive.config import Peer
 from tests.archive.query.corpus import Corpus, running_with_corpus
 from tests.conftest import RunningArchive
 from tests.dcmtk import dcmtk
