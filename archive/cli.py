@@ -40,7 +40,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-request-bytes", help="STOW-RS request limit (ARCHIVE_MAX_REQUEST_BYTES)")
     s.add_argument("--cors-origin", help="allowed CORS origin or * (ARCHIVE_CORS_ORIGIN, off)")
     s.add_argument("--curator-token",
-                   help="bearer token that may see sequestered data (ARCHIVE_CURATOR_TOKEN)")
+                   help="deprecated: visible in ps; use ARCHIVE_CURATOR_TOKEN or --curator-token-file")
+    s.add_argument("--curator-token-file", metavar="PATH",
+                   help="file holding the legacy curator bearer token (ARCHIVE_CURATOR_TOKEN_FILE)")
+    s.add_argument("--tls-cert", metavar="PEM",
+                   help="certificate chain: serve HTTPS, and DICOM TLS (ARCHIVE_TLS_CERT)")
+    s.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (ARCHIVE_TLS_KEY)")
+    s.add_argument("--dimse-tls-port",
+                   help="add a DICOM TLS listener on this port (ARCHIVE_DIMSE_TLS_PORT, off)")
+    s.add_argument("--dimse-tls-ca", metavar="PEM",
+                   help="CA bundle; DICOM TLS then requires client certificates (ARCHIVE_DIMSE_TLS_CA)")
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     cli_keys.add_serve_flags(s)
     console.add_serve_flags(s)
@@ -92,7 +101,11 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
     keys = ("host", "http_port", "dimse_port", "ae_title", "data_dir", "database_url",
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
             "viewer_dir", "curator_token", "log_level", "log_format", "public_url",
-            "trusted_proxies", "check_called_ae", *cli_keys.SERVE_SETTINGS)
+            "trusted_proxies", "check_called_ae", "curator_token_file", "tls_cert", "tls_key",
+            "dimse_tls_port", "dimse_tls_ca", *cli_keys.SERVE_SETTINGS)
+    if getattr(args, "curator_token", None):
+        print("archive: warning: --curator-token is deprecated (any local user can read it with "
+              "ps); use ARCHIVE_CURATOR_TOKEN or --curator-token-file PATH", file=sys.stderr)
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)
     if peers:

@@ -61,6 +61,11 @@ class Settings:
     public_url: str | None = None  # externally visible base, e.g. https://pacs.example.org
     trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose Forwarded headers count
     check_called_ae: bool = False  # reject associations addressed to another AE title
+    curator_token_file: Path | None = None  # the curator token, read from a file (not argv)
+    tls_cert: Path | None = None  # PEM certificate chain: HTTPS, and DICOM TLS
+    tls_key: Path | None = None  # PEM private key for tls_cert
+    dimse_tls_port: int | None = None  # a DICOM TLS listener (PS3.15 B.9 / BCP 195)
+    dimse_tls_ca: Path | None = None  # CA bundle: DICOM TLS then requires client certificates
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def peer(self, ae_title: str) -> Peer | None:
@@ -201,7 +206,33 @@ PARSERS: dict[str, Any] = {
     "public_url": _public_url,
     "trusted_proxies": _networks,
     "check_called_ae": _bool,
+    "curator_token_file": lambda v: Path(v) if v else None,
+    "tls_cert": lambda v: Path(v) if v else None,
+    "tls_key": lambda v: Path(v) if v else None,
+    "dimse_tls_port": lambda v: _port(v) if v not in ("", None) else None,
+    "dimse_tls_ca": lambda v: Path(v) if v else None,
 }
+
+
+def _secrets(values: dict[str, Any]) -> None:
+    """Secrets come from the environment or from files, never from argv: read the token file."""
+    path = values.get("curator_token_file")
+    if path is None:
+        return
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the curator token file {path}: {exc}") from exc
+    if not token:
+        raise ConfigError(f"the curator token file {path} is empty")
+    values["curator_token"] = token
+
+
+def _tls(values: dict[str, Any]) -> None:
+    if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if (values.get("dimse_tls_port") or values.get("dimse_tls_ca")) and not values.get("tls_cert"):
+        raise ConfigError("--dimse-tls-port and --dimse-tls-ca need --tls-cert and --tls-key")
 
 
 def env_name(name: str) -> str:
@@ -242,4 +273,6 @@ def load(
         values[name] = PARSERS[name](value) if isinstance(value, str) and name != "peers" else value
     if extra:
         values["extra"] = extra
+    _secrets(values)
+    _tls(values)
     return dataclasses.replace(Settings(), **values)

@@ -16,6 +16,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from archive import tls
 from archive.core import Core
 from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
 from dimse import find, get, move, peers
@@ -74,10 +75,20 @@ class Listener:
         )
         assert server is not None  # block=False always returns the server
         self.server: ThreadedAssociationServer = server
-        log.debug("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title})
+        self.tls_server: ThreadedAssociationServer | None = None
+        context = tls.dimse_context(settings)
+        if context is not None and settings.dimse_tls_port:
+            # DICOM TLS (PS3.15 B.9): the same AE and handlers behind a BCP 195 TLS socket
+            self.tls_server = ae.start_server((settings.host, settings.dimse_tls_port),
+                                              block=False, evt_handlers=handlers,
+                                              ssl_context=context)
+        log.debug("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title,
+                                            "tls_port": settings.dimse_tls_port})
 
     def stop_accepting(self) -> None:
         self.server.shutdown()
+        if self.tls_server is not None:
+            self.tls_server.shutdown()
 
     def active(self) -> int:
         return len(self.server.active_associations) if hasattr(self.server, "active_associations") else 0
