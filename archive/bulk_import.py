@@ -59,8 +59,9 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
     files = list(walk(args.paths))
     missing = [p for p in args.paths if not p.exists()]
     async with open_core(settings) as core:
+        # The local operator works on the database directly: as privileged as a curator.
         caller = Caller(site=args.site, dataset=args.dataset, collection=args.collection,
-                        ae_title=None)
+                        ae_title=None, roles=frozenset({"admin"}))
         counts, failures, skipped = await _import_all(core, files, caller, not args.no_progress)
     for p in missing:
         failures.append((p, "no such file or directory"))

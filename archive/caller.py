@@ -21,5 +21,14 @@ class Caller:
     cohort: str | None = None
     roles: frozenset[str] = frozenset()
 
+    @property
+    def may_change_any_site(self) -> bool:
+        """Curators and admins may replace instances and add to studies of any site/collection;
+        everyone else (the safe default: no roles) only to what their own site stored."""
+        return bool(self.roles & PRIVILEGED_ROLES)
 
-__all__ = ["Caller"]
+
+PRIVILEGED_ROLES = frozenset({"curator", "admin"})
+
+
+__all__ = ["PRIVILEGED_ROLES", "Caller"]

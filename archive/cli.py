@@ -50,7 +50,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-request-bytes", help="STOW-RS request limit (ARCHIVE_MAX_REQUEST_BYTES)")
     s.add_argument("--cors-origin", help="allowed CORS origin or * (ARCHIVE_CORS_ORIGIN, off)")
     s.add_argument("--curator-token",
-                   help="bearer token that may see sequestered data (ARCHIVE_CURATOR_TOKEN)")
+                   help="deprecated: visible in ps; use ARCHIVE_CURATOR_TOKEN or --curator-token-file")
+    s.add_argument("--curator-token-file", metavar="PATH",
+                   help="file holding the legacy curator bearer token (ARCHIVE_CURATOR_TOKEN_FILE)")
+    s.add_argument("--tls-cert", metavar="PEM",
+                   help="certificate chain: serve HTTPS, and DICOM TLS (ARCHIVE_TLS_CERT)")
+    s.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (ARCHIVE_TLS_KEY)")
+    s.add_argument("--dimse-tls-port",
+                   help="add a DICOM TLS listener on this port (ARCHIVE_DIMSE_TLS_PORT, off)")
+    s.add_argument("--dimse-tls-ca", metavar="PEM",
+                   help="CA bundle; DICOM TLS then requires client certificates (ARCHIVE_DIMSE_TLS_CA)")
     s.add_argument("--min-cell-count",
                    help="counts below N are shown as '< N' in the portal and /commons/explore "
                         "(ARCHIVE_MIN_CELL_COUNT, 0 = off)")
@@ -109,7 +118,11 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
             "viewer_dir", "curator_token", "log_level", "log_format", "public_url",
             "trusted_proxies", "check_called_ae", "min_cell_count",
             "storage", "s3_endpoint", "s3_region", "s3_path_style",
-            *cli_keys.SERVE_SETTINGS)
+            "curator_token_file", "tls_cert", "tls_key",
+            "dimse_tls_port", "dimse_tls_ca", *cli_keys.SERVE_SETTINGS)
+    if getattr(args, "curator_token", None):
+        print("archive: warning: --curator-token is deprecated (any local user can read it with "
+              "ps); use ARCHIVE_CURATOR_TOKEN or --curator-token-file PATH", file=sys.stderr)
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)
     if peers:

@@ -66,6 +66,11 @@ class Settings:
     s3_endpoint: str | None = None  # for non-AWS stores (MinIO, Ceph RGW, SeaweedFS)
     s3_region: str | None = None
     s3_path_style: bool = False
+    curator_token_file: Path | None = None  # the curator token, read from a file (not argv)
+    tls_cert: Path | None = None  # PEM certificate chain: HTTPS, and DICOM TLS
+    tls_key: Path | None = None  # PEM private key for tls_cert
+    dimse_tls_port: int | None = None  # a DICOM TLS listener (PS3.15 B.9 / BCP 195)
+    dimse_tls_ca: Path | None = None  # CA bundle: DICOM TLS then requires client certificates
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def peer(self, ae_title: str) -> Peer | None:
@@ -224,7 +229,33 @@ PARSERS: dict[str, Any] = {
     "s3_endpoint": lambda v: v or None,
     "s3_region": lambda v: v or None,
     "s3_path_style": _bool,
+    "curator_token_file": lambda v: Path(v) if v else None,
+    "tls_cert": lambda v: Path(v) if v else None,
+    "tls_key": lambda v: Path(v) if v else None,
+    "dimse_tls_port": lambda v: _port(v) if v not in ("", None) else None,
+    "dimse_tls_ca": lambda v: Path(v) if v else None,
 }
+
+
+def _secrets(values: dict[str, Any]) -> None:
+    """Secrets come from the environment or from files, never from argv: read the token file."""
+    path = values.get("curator_token_file")
+    if path is None:
+        return
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the curator token file {path}: {exc}") from exc
+    if not token:
+        raise ConfigError(f"the curator token file {path} is empty")
+    values["curator_token"] = token
+
+
+def _tls(values: dict[str, Any]) -> None:
+    if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if (values.get("dimse_tls_port") or values.get("dimse_tls_ca")) and not values.get("tls_cert"):
+        raise ConfigError("--dimse-tls-port and --dimse-tls-ca need --tls-cert and --tls-key")
 
 
 def env_name(name: str) -> str:
@@ -265,4 +296,6 @@ def load(
         values[name] = PARSERS[name](value) if isinstance(value, str) and name != "peers" else value
     if extra:
         values["extra"] = extra
+    _secrets(values)
+    _tls(values)
     return dataclasses.replace(Settings(), **values)

@@ -21,6 +21,7 @@ class FailureReason(IntEnum):
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
     CANNOT_UNDERSTAND = 0xC000
     REFERENCED_TS_NOT_SUPPORTED = 0xC122
+    NOT_AUTHORIZED = 0x0124  # PS3.7 C.5.x "Refused: Not Authorized"
     STUDY_MISMATCH = 0xC409  # PS3.18 Table 10.5.3-4 "Referenced Study UID mismatch" (dcm4che uses C409)
 
 
@@ -71,6 +72,18 @@ class DuplicateInstance(ArchiveError):
     """A different instance arrived under an existing SOP Instance UID and policy is `reject`."""
 
     failure_reason = FailureReason.DUPLICATE_SOP_INSTANCE
+
+
+class OwnershipConflict(ArchiveError):
+    """The instance would change stored data the caller may not change: an instance, series or
+    study stored by another site or in another collection. One fixed reason for every such case,
+    so the answer never tells whether the other data is sequestered (no existence oracle)."""
+
+    failure_reason = FailureReason.NOT_AUTHORIZED
+    REASON = "the instance conflicts with stored data this caller may not change"
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(self.REASON)
 
 
 class PayloadTooLarge(ArchiveError):

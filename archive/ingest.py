@@ -116,6 +116,7 @@ def attribution_for(core: Core, facts: InstanceFacts, caller: Caller) -> Attribu
         collection=caller.collection or core.settings.default_collection,
         site=caller.site or (peer.site if peer else None) or caller.ae_title,
         dataset=caller.dataset,
+        privileged=caller.may_change_any_site,
     )
     for enrich in core.extensions.enrichers:
         attribution = enrich(facts, caller, attribution)

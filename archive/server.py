@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from archive import tls
 from archive.config import Settings
 from archive.console import announce
 from archive.core import Core
@@ -35,10 +36,12 @@ async def running(settings: Settings, workers: Workers | None = None) -> AsyncIt
         tune_pynetdicom()
         runner = web.AppRunner(create_app(core), access_log=None, shutdown_timeout=30)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.http_port)
+        site = web.TCPSite(runner, settings.host, settings.http_port,
+                           ssl_context=tls.http_context(settings))
         await site.start()
         listener = Listener(core, asyncio.get_running_loop())
         announce(settings)  # the start-up banner (archive/console.py)
+        tls.warn_if_exposed(settings)
         try:
             yield core
         finally:

@@ -30,6 +30,7 @@ STATUS: list[tuple[type[e.ArchiveError], int]] = [
     (e.InvalidRequest, 400),
     (e.StudyMismatch, 409),
     (e.DuplicateInstance, 409),
+    (e.OwnershipConflict, 409),
     (e.InvalidInstance, 400),
     (e.ConfigError, 500),
     (e.ArchiveError, 400),

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from archive.query.spec import Level
-from dicomweb import commons_api, landing, portal, qido, stow, wado, wado_frames, wado_uri
+from dicomweb import (
+    collection_api,
+    commons_api,
+    landing,
+    portal,
+    qido,
+    stow,
+    wado,
+    wado_frames,
+    wado_uri,
+)
 from dicomweb.urls import ROOT
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -92,6 +102,7 @@ COMMONS: tuple[Route, ...] = (
     Route("GET", "/descriptions", commons_api.get_descriptions),
     Route("GET", "/mappings", commons_api.get_mappings),
     Route("POST", "/mappings", commons_api.post_mapping, "curate"),
+    Route("PUT", "/studies/{study}/collection", collection_api.put_collection, "curate"),
     Route("GET", "/loinc", commons_api.get_terms),
     Route("GET", "/sites", commons_api.get_sites),
     Route("GET", "/datasets", commons_api.get_datasets),

@@ -192,6 +192,7 @@ def handle_find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iter
         wanted = _wanted_tags(ds, spec.level, model)
         door_keys = {f"{RETRIEVE_AET:08X}", f"{AVAILABILITY:08X}"}
         spec = replace(spec, includes=spec.includes | (frozenset(wanted) - door_keys))
+        caller = caller_for(event, core)
     except ArchiveError as exc:
         yield find_failure(exc), None
         return
@@ -199,7 +200,7 @@ def handle_find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iter
         yield unreadable_identifier(exc), None
         return
     level_text = str(ds.QueryRetrieveLevel).strip().upper()
-    results = search(core, spec, caller_for(event, core))
+    results = search(core, spec, caller)
     try:
         batch = 1  # the first answer goes out at once; later hops fetch more at a time
         while True:

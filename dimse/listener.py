@@ -16,9 +16,11 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from archive import tls
 from archive.core import Core
 from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
-from dimse import find, get, move
+from dimse import find, get, move, peers
+from dimse.permissions import handle_echo
 from dimse.store import handle_store
 from dimse.syntaxes import STORAGE_TRANSFER_SYNTAXES
 
@@ -34,12 +36,17 @@ def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
         if cx.abstract_syntax:
             ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, [EXPLICIT_VR_LE, IMPLICIT_VR_LE])
-    return [(evt.EVT_C_STORE, handle_store, [core, loop])]
+    return [(evt.EVT_C_STORE, handle_store, [core, loop]), (evt.EVT_C_ECHO, handle_echo, [core])]
+
+
+def _identity(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
+    """Identify every association when it is requested (dimse.peers), before any service."""
+    return [(evt.EVT_REQUESTED, peers.on_requested, [core])]
 
 
 def services() -> list[Service]:
     """Registered DIMSE services: storage here, query/retrieve in their own modules."""
-    return [_storage, find.service, get.service, move.service]
+    return [_identity, _storage, find.service, get.service, move.service]
 
 
 class Listener:
@@ -68,10 +75,20 @@ class Listener:
         )
         assert server is not None  # block=False always returns the server
         self.server: ThreadedAssociationServer = server
-        log.debug("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title})
+        self.tls_server: ThreadedAssociationServer | None = None
+        context = tls.dimse_context(settings)
+        if context is not None and settings.dimse_tls_port:
+            # DICOM TLS (PS3.15 B.9): the same AE and handlers behind a BCP 195 TLS socket
+            self.tls_server = ae.start_server((settings.host, settings.dimse_tls_port),
+                                              block=False, evt_handlers=handlers,
+                                              ssl_context=context)
+        log.debug("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title,
+                                            "tls_port": settings.dimse_tls_port})
 
     def stop_accepting(self) -> None:
         self.server.shutdown()
+        if self.tls_server is not None:
+            self.tls_server.shutdown()
 
     def active(self) -> int:
         return len(self.server.active_associations) if hasattr(self.server, "active_associations") else 0

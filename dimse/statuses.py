@@ -21,6 +21,7 @@ DATA_SET_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 DUPLICATE_SOP_INSTANCE = 0x0111
 PROCESSING_FAILURE = 0x0110
+NOT_AUTHORIZED = 0x0124  # PS3.7 C.5: the caller may not change what is stored
 
 # C-FIND (PS3.4 C.4.1.1.4)
 FIND_PENDING = PENDING
@@ -47,6 +48,8 @@ def store_status(exc: BaseException) -> int:
         return OUT_OF_RESOURCES
     if isinstance(exc, e.DataSetMismatch):
         return DATA_SET_DOES_NOT_MATCH
+    if isinstance(exc, e.OwnershipConflict | e.Forbidden):
+        return NOT_AUTHORIZED
     if isinstance(exc, e.DuplicateInstance):
         return DUPLICATE_SOP_INSTANCE
     if isinstance(exc, e.InvalidInstance):
@@ -62,6 +65,8 @@ def find_status(exc: BaseException) -> int:
     """C-FIND failure status for an error raised by the query core."""
     if isinstance(exc, e.InvalidQuery):
         return IDENTIFIER_DOES_NOT_MATCH
+    if isinstance(exc, e.Forbidden):
+        return NOT_AUTHORIZED
     if isinstance(exc, e.ArchiveUnavailable):
         return OUT_OF_RESOURCES
     return UNABLE_TO_PROCESS
@@ -80,6 +85,8 @@ def unreadable_identifier(exc: Exception) -> Dataset:
 def retrieve_status(exc: e.ArchiveError) -> int:
     """C-GET/C-MOVE refusal: 0xA900 for a bad identifier ("Identifier does not match SOP
     Class"), otherwise 0xA701 (unable to calculate the number of matches)."""
+    if isinstance(exc, e.Forbidden):
+        return NOT_AUTHORIZED
     return IDENTIFIER_DOES_NOT_MATCH if isinstance(exc, e.InvalidQuery) else UNABLE_TO_CALCULATE_MATCHES
 
 

@@ -16,21 +16,17 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from archive.blobs import spool_file
-from archive.core import Caller, Core
+from archive.core import Core
 from archive.errors import ArchiveError
 from archive.ingest import ingest
 from dimse import bridge
+from dimse.permissions import caller_for
 from dimse.statuses import PROCESSING_FAILURE, SUCCESS, status, store_failure
 from storage.base import Spooled
 
 log = logging.getLogger("dimse.store")
 
-
-def caller_for(event: Any, core: Core) -> Caller:
-    """The calling AE title identifies the peer; curator AE titles may see sequestered data."""
-    aet = event.assoc.requestor.ae_title
-    aet = (aet.decode() if isinstance(aet, bytes) else str(aet)).strip()
-    return Caller(ae_title=aet, may_see_sequestered=aet in core.settings.curator_aets)
+__all__ = ["caller_for", "handle_store", "take_over"]
 
 
 def take_over(core: Core, source: Path) -> Spooled:
@@ -46,13 +42,16 @@ def take_over(core: Core, source: Path) -> Spooled:
 def handle_store(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Dataset:
     """EVT_C_STORE handler (runs in the association thread)."""
     try:
+        caller = caller_for(event, core)
         spooled = take_over(core, event.dataset_path)
     except ArchiveError as exc:
         return store_failure(exc)
     try:
-        stored = bridge.run_quietly(loop, ingest(core, spooled, caller_for(event, core)), event.assoc)
+        stored = bridge.run_quietly(loop, ingest(core, spooled, caller), event.assoc)
     except ArchiveError as exc:
-        log.info("c-store refused: %s", exc.reason)
+        log.info("c-store refused: %s", exc.reason, extra={
+            "calling_ae": caller.ae_title, "address": str(event.assoc.requestor.address),
+            "site": caller.site})
         return store_failure(exc)
     except Exception:
         log.exception("c-store failed")

@@ -38,14 +38,31 @@ STAMP_FILE = "STORAGE_ID"
 T = TypeVar("T")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# Stored files and directories are not readable by other local users (issue 12), whatever the
+# umask: files are created 0600 and directories 0700, then set explicitly (a umask only clears bits).
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
 
 
-# The mode a spooled copy gets; a taken-over file (e.g. pynetdicom's, created 0600) is set to it.
-_FILE_MODE = 0o666 & ~_umask()
+def _open_private(path: Path) -> BinaryIO:
+    """A new file for writing, 0600 from its creation (never briefly readable by others)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0),
+                 _FILE_MODE)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "wb")
+
+
+def _mkdir_private(path: Path) -> None:
+    """mkdir -p with every directory it creates (and `path` itself) at 0700."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    for p in (*missing, path):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(p, _DIR_MODE)
 
 
 class FileBlobStore:
@@ -53,8 +70,9 @@ class FileBlobStore:
         self.root = Path(root)
         self._blobs = self.root / "blobs"
         self._spool = self.root / "spool"
-        _guard(lambda: self._blobs.mkdir(parents=True, exist_ok=True))
-        _guard(lambda: self._spool.mkdir(parents=True, exist_ok=True))
+        _guard(lambda: _mkdir_private(self._blobs))
+        _guard(lambda: _mkdir_private(self._spool))
+        _guard(lambda: os.chmod(self.root, _DIR_MODE))
         self._sync_threads = sync_threads
         self._pool: ThreadPoolExecutor | None = None
 
@@ -71,7 +89,7 @@ class FileBlobStore:
         digest = hashlib.sha256()
         size = 0
         loop = asyncio.get_running_loop()
-        f = _guard(lambda: open(path, "wb"))  # noqa: SIM115 - closed below
+        f = _guard(lambda: _open_private(path))
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -93,7 +111,7 @@ class FileBlobStore:
     def spool_bytes(self, data: bytes) -> Spooled:
         path = self._new_spool_path()
         try:
-            with _guard(lambda: open(path, "wb")) as f:
+            with _guard(lambda: _open_private(path)) as f:
                 _write(f, data)
         except BaseException:
             _unlink_quietly(path)
@@ -134,7 +152,7 @@ class FileBlobStore:
         digest = hashlib.sha256()
         size = 0
         try:
-            with open(source, "rb") as src, _guard(lambda: open(path, "wb")) as dst:
+            with open(source, "rb") as src, _guard(lambda: _open_private(path)) as dst:
                 while chunk := src.read(_CHUNK):
                     size += len(chunk)
                     if size > limit:
@@ -170,7 +188,8 @@ class FileBlobStore:
         key = key or self.new_key()
         target = self.path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.is_dir():
+                _mkdir_private(target.parent)
             fd = os.open(spooled.path, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -206,7 +225,8 @@ class FileBlobStore:
                 continue
             target = self.path(key)
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.parent.is_dir():
+                    _mkdir_private(target.parent)
                 os.rename(s.path, target)
             except OSError as exc:
                 out.append(_classify(exc))
@@ -296,8 +316,8 @@ class FileBlobStore:
         """Written to a temporary name, fsynced, renamed: a crash leaves the old stamp or the new."""
         tmp = self.root / f".{STAMP_FILE}.{uuid.uuid4().hex}"
         try:
-            with open(tmp, "w") as f:
-                f.write(stamp + "\n")
+            with _open_private(tmp) as f:
+                f.write((stamp + "\n").encode())
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, self.root / STAMP_FILE)

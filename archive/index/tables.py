@@ -41,8 +41,12 @@ patient = Table(
     Column('created_at', DateTime(timezone=True), nullable=False, server_default=text('now()')),
     Column('updated_at', DateTime(timezone=True), nullable=False, server_default=text('now()')),
     Column('patient_name_folded', Text, Computed('archive_fold_name(patient_name)', persisted=True)),
+    # (migration 0010) the PatientID's namespace: IssuerOfPatientID, else the contributing site;
+    # and the collection, so patient-level attributes never cross collections.
+    Column('scope', Text, nullable=False, server_default=text("''::text")),
+    Column('collection', Text, nullable=False, server_default=text("'public'::text")),
     PrimaryKeyConstraint('pk', name='patient_pkey'),
-    UniqueConstraint('patient_id', 'issuer', name='patient_patient_id_issuer_key'),
+    UniqueConstraint('patient_id', 'scope', 'collection', name='patient_scope_key'),
     Index('patient_birth_date_idx', 'patient_birth_date'),
     Index('patient_id_pattern_idx', 'patient_id', postgresql_ops={'patient_id': 'text_pattern_ops'}),
     Index('patient_name_fold_trgm_idx', func.archive_fold_name(text('patient_name')).label('fold'),

@@ -8,24 +8,30 @@ from the rows themselves, so they are right whatever the interleaving.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.attributes import Level
-from archive.errors import DataSetMismatch, DuplicateInstance
+from archive.errors import DataSetMismatch, DuplicateInstance, OwnershipConflict
 from archive.instance import InstanceFacts
 
 
 @dataclass(frozen=True, slots=True)
 class Attribution:
-    """Where a study came from: its collection, contributing site and dataset (batch)."""
+    """Where a study came from: its collection, contributing site and dataset (batch).
+
+    `privileged` (curators, admins, the local `archive import`) may replace instances and add to
+    studies of any site or collection; without it a write may only touch what the same site
+    stored in the same collection (issue 12 §4). The safe default is unprivileged.
+    """
 
     collection: str = "public"
     site: str | None = None
     dataset: str | None = None
+    privileged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +42,16 @@ class Indexed:
     series_pks: tuple[int, ...] = ()  # series whose aggregates this write changed
 
 
+# A patient is (PatientID, scope, collection): scope is IssuerOfPatientID when present, else the
+# contributing site, so one PatientID from two sites is two patients, and patient-level attributes
+# never cross collections (a sequestered upload never renames a public patient).
 _PATIENT = text(
     """
-    INSERT INTO patient (patient_id, issuer, patient_name, patient_birth_date, patient_sex, attrs)
-    VALUES (:patient_id, :issuer, :patient_name, :patient_birth_date, :patient_sex,
-            CAST(:attrs AS jsonb))
-    ON CONFLICT (patient_id, issuer) DO UPDATE SET
+    INSERT INTO patient (patient_id, issuer, scope, collection, patient_name, patient_birth_date,
+                         patient_sex, attrs)
+    VALUES (:patient_id, :issuer, :scope, :collection, :patient_name, :patient_birth_date,
+            :patient_sex, CAST(:attrs AS jsonb))
+    ON CONFLICT (patient_id, scope, collection) DO UPDATE SET
         patient_name = EXCLUDED.patient_name, patient_birth_date = EXCLUDED.patient_birth_date,
         patient_sex = EXCLUDED.patient_sex, attrs = EXCLUDED.attrs, updated_at = now()
     RETURNING pk
@@ -80,6 +90,31 @@ _SERIES = text(
         pps_start_date = EXCLUDED.pps_start_date, pps_start_time = EXCLUDED.pps_start_time,
         attrs = EXCLUDED.attrs, updated_at = now()
     RETURNING pk, study_pk
+    """
+)
+
+# Who owns what this instance would touch: checked before anything is written.
+_STUDY_OWNER = text(
+    "SELECT pk, site, collection FROM study WHERE study_uid = :uid FOR UPDATE"
+)
+_SERIES_OWNER = text(
+    """
+    SELECT st.study_uid, st.site, st.collection FROM series se JOIN study st ON st.pk = se.study_pk
+    WHERE se.series_uid = :uid
+    """
+)
+_INSTANCE_OWNER = text(
+    """
+    SELECT st.study_uid, st.site, st.collection FROM instance i
+    JOIN series se ON se.pk = i.series_pk JOIN study st ON st.pk = se.study_pk
+    WHERE i.sop_uid = :uid
+    """
+)
+
+_IDENTICAL = text(
+    """
+    SELECT se.study_pk FROM instance i JOIN series se ON se.pk = i.series_pk
+    WHERE i.sop_uid = :uid AND i.sha256 = :sha256
     """
 )
 
@@ -152,12 +187,18 @@ async def upsert_instance(
     (group commit), instead of once per instance.
     """
     c = facts.columns
+    same = (await conn.execute(_IDENTICAL, {"uid": facts.sop_uid, "sha256": blob["sha256"]})).first()
+    if same is not None:  # the very same bytes again: nothing changes, whoever sends them
+        return Indexed("duplicate", None, same.study_pk)
+    attribution = await guard(conn, facts, attribution)
     patient_attrs = facts.level_attrs[Level.PATIENT]
     patient_pk = (
         await conn.execute(
             _PATIENT,
             {k: c[k] for k in ("patient_id", "issuer", "patient_name", "patient_birth_date",
-                               "patient_sex")} | {"attrs": _dumps(patient_attrs)},
+                               "patient_sex")}
+            | {"attrs": _dumps(patient_attrs), "collection": attribution.collection,
+               "scope": patient_scope(c.get("issuer"), attribution.site)},
         )
     ).scalar_one()
     study_pk = (
@@ -187,6 +228,37 @@ async def upsert_instance(
     if owner != study_pk:
         raise DataSetMismatch(f"SeriesInstanceUID {facts.series_uid} belongs to another study")
     return await _write_instance(conn, facts, blob, policy, study_pk, series_pk, recount_now)
+
+
+def patient_scope(issuer: object, site: str | None) -> str:
+    """The namespace of a PatientID: IssuerOfPatientID when present, else the contributing site."""
+    return str(issuer or "") or (site or "")
+
+
+async def guard(
+    conn: AsyncConnection, facts: InstanceFacts, attribution: Attribution
+) -> Attribution:
+    """Refuse a write into a study, series or instance stored by another site or collection
+    (unless privileged), and return the attribution the write really lands in: an existing
+    study keeps its collection and (first) site.
+
+    Every refusal is the same OwnershipConflict, whether the other data is sequestered or not.
+    The study row is locked first, so concurrent stores of one study serialise here.
+    """
+    study_row = (await conn.execute(_STUDY_OWNER, {"uid": facts.study_uid})).first()
+    owners = [study_row] if study_row is not None else []
+    for query, uid in ((_SERIES_OWNER, facts.series_uid), (_INSTANCE_OWNER, facts.sop_uid)):
+        row = (await conn.execute(query, {"uid": uid})).first()
+        if row is not None:
+            owners.append(row)
+    if not attribution.privileged:
+        for row in owners:
+            if row.site != attribution.site or row.collection != attribution.collection:
+                raise OwnershipConflict()
+    if study_row is None:
+        return attribution
+    return replace(attribution, collection=study_row.collection,
+                   site=study_row.site if study_row.site is not None else attribution.site)
 
 
 async def _write_instance(

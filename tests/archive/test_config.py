@@ -54,3 +54,32 @@ def test_unknown_toml_key_is_an_error(tmp_path: Path) -> None:
     toml.write_text("htp_port = 1\n")
     with pytest.raises(ConfigError, match="htp_port"):
         config.load({}, environ={}, toml_path=toml)
+
+
+def test_curator_token_from_a_file_or_the_environment_never_needed_on_argv(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from archive import cli
+    from archive import config as cfg
+    from archive.errors import ConfigError
+
+    secret = tmp_path / "token"
+    secret.write_text("s3cret-from-file\n")
+    assert cfg.load(environ={"ARCHIVE_CURATOR_TOKEN_FILE": str(secret)}).curator_token == \
+        "s3cret-from-file"
+    assert cfg.load(environ={"ARCHIVE_CURATOR_TOKEN": "from-env"}).curator_token == "from-env"
+    args = cli.parser().parse_args(["serve", "--curator-token-file", str(secret)])
+    assert cli.settings_from(args).curator_token == "s3cret-from-file"
+    with pytest.raises(ConfigError):
+        cfg.load(environ={"ARCHIVE_CURATOR_TOKEN_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError):  # a key without its certificate
+        cfg.load(environ={"ARCHIVE_TLS_KEY": str(secret)})
+
+
+def test_curator_token_on_the_command_line_warns(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from archive import cli
+
+    args = cli.parser().parse_args(["serve", "--curator-token", "visible-in-ps"])
+    assert cli.settings_from(args).curator_token == "visible-in-ps"  # still works (legacy)
+    err = capsys.readouterr().err
+    assert "deprecated" in err and "--curator-token-file" in err and "visible-in-ps" not in err

@@ -32,7 +32,8 @@ CURATOR = {"Authorization": f"Bearer {TOKEN}"}
 def archive(server_factory) -> Iterator[tuple[RunningArchive, Dataset, Dataset, int]]:  # type: ignore[no-untyped-def]
     recv_port = free_port()
     server = server_factory(curator_token=TOKEN, curator_aets=("CURATOR",),
-                            peers=(Peer("RECV", "127.0.0.1", recv_port),))
+                            peers=(Peer("RECV", "127.0.0.1", recv_port),
+                                   Peer("CURATOR", "127.0.0.1", 104)))
     public = f.image("pub", patient_id="P-PUB")
     hidden = f.image("seq", patient_id="P-SEQ")
     h = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx'}

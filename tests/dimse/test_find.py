@@ -20,6 +20,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT,
 )
 
+from archive.config import Peer
 from tests import factories as f
 from tests.archive.query.cases import CASES, Case, resolve
 from tests.archive.query.corpus import Corpus, running_with_corpus
@@ -31,7 +32,9 @@ from tests.dcmtk import dcmtk
 def corpus(pg_server_url: str, template_db: str,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningArchive, Corpus]]:
     tmp: Path = tmp_path_factory.mktemp("cfind")
-    with running_with_corpus(pg_server_url, template_db, tmp, curator_aets=("CURATOR",)) as pair:
+    # a curator AE title counts only as a configured peer calling from its host (issue 12)
+    with running_with_corpus(pg_server_url, template_db, tmp, curator_aets=("CURATOR",),
+                             peers=(Peer("CURATOR", "127.0.0.1", 104),)) as pair:
         yield pair
 
 

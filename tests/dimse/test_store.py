@@ -137,16 +137,19 @@ def test_same_instance_over_both_doors_is_stored_once(server: RunningArchive) ->
     path = server.core.blobs.path(blob_before["blob_key"])
     assert hashlib.sha256(path.read_bytes()).hexdigest() == blob_before["sha256"]
     assoc = associate(server)
-    assert assoc.send_c_store(ds).Status == 0
+    # Re-encoded by another sender (the calling AE's own site): a replace of what another site
+    # stored, so refused with "Not Authorized" (issue 12); still one row, the stored copy untouched.
+    assert assoc.send_c_store(ds).Status == 0x0124
     assoc.release()
     assert server.sql("SELECT count(*) AS n FROM instance")[0]["n"] == 1
+    assert server.sql("SELECT blob_key, sha256 FROM instance")[0] == blob_before
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == blob_before["sha256"]
 
 
 def test_c_stores_on_one_association_are_taken_over_whole_and_hashed(server: RunningArchive) -> None:
     """pynetdicom's temporary file is taken over (linked, not copied, on one filesystem): every
     stored blob hashes to its recorded sha256, has the archive's usual file mode, and nothing is
     left in the spool after several C-STOREs on one association."""
-    import os
 
     images = f.series_of(5, "takeover", "s1")
     assoc = associate(server)
@@ -154,12 +157,11 @@ def test_c_stores_on_one_association_are_taken_over_whole_and_hashed(server: Run
     assoc.release()
     rows = server.sql("SELECT blob_key, sha256, size_bytes FROM instance")
     assert len(rows) == 5
-    mask = os.umask(0)
-    os.umask(mask)
     for row in rows:
         path = server.core.blobs.path(row["blob_key"])
         data = path.read_bytes()
         assert hashlib.sha256(data).hexdigest() == row["sha256"]
         assert len(data) == row["size_bytes"]
-        assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+        assert path.stat().st_mode & 0o777 == 0o600  # not readable by other local users
+        assert path.parent.stat().st_mode & 0o777 == 0o700
     assert list(server.core.blobs.spool_dir().iterdir()) == []
