@@ -29,9 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.blobs import as_outcome
 from archive.core import Core
-from archive.errors import ArchiveError, ArchiveUnavailable
+from archive.errors import ArchiveError, ArchiveUnavailable, InvalidInstance
 from archive.index import blob_journal
-from archive.index.db_errors import UNAVAILABLE, DatabaseError, is_retryable
+from archive.index.db_errors import UNAVAILABLE, DatabaseError, is_bad_value, is_retryable
 from archive.index.writes import Attribution, Indexed, recount, upsert_instance
 from archive.instance import InstanceFacts
 from storage.base import Spooled
@@ -263,6 +263,8 @@ def _db_error(exc: BaseException) -> BaseException:
         return exc
     if is_retryable(exc):  # deadlock / serialization failure: matched by asyncpg's class
         return ArchiveUnavailable(f"index busy, retry: {getattr(exc, 'orig', exc)}")
+    if is_bad_value(exc):  # NUL in text, a number out of range: the instance's fault
+        return InvalidInstance(f"a value cannot be indexed: {getattr(exc, 'orig', exc)}"[:300])
     return exc
 
 

@@ -46,7 +46,8 @@ def status_for(exc: e.ArchiveError) -> int:
 def warning_header(reason: str, limit: int = 500) -> str:
     """PS3.18 §8.6.2 Warning value; one printable ASCII line, whatever the reason text holds."""
     one_line = " ".join(reason.split()).replace('"', "'")
-    return f'299 - "{one_line.encode("ascii", "replace").decode()[:limit]}"'
+    printable = "".join(c if " " <= c <= "~" else "?" for c in one_line)  # no control bytes
+    return f'299 - "{printable[:limit]}"'
 
 
 def error_response(status: int, reason: str, details: dict[str, object] | None = None,

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, ClientError, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import EofStream
 
 from archive.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -66,8 +67,10 @@ async def parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
             if isinstance(part, MultipartReader):
                 raise InvalidRequest("nested multipart bodies are not supported")
             yield part
-    except (ValueError, AssertionError, RuntimeError) as exc:
+    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
         raise InvalidRequest(f"malformed multipart body: {exc}") from exc
+    except HttpProcessingError as exc:  # LineTooLong, BadHttpMessage: a part header aiohttp refused
+        raise InvalidRequest(f"malformed multipart part header: {exc.message}") from exc
     except (ClientError, ConnectionError, EofStream) as exc:
         raise InvalidRequest(f"request body ended early: {exc!r}") from exc
 
@@ -80,8 +83,22 @@ async def part_chunks(part: BodyPartReader, budget: Budget) -> AsyncIterator[byt
                 return
             budget.take(len(chunk))
             yield chunk
-    except (ValueError, AssertionError, RuntimeError) as exc:
+    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
         raise InvalidRequest(f"malformed multipart body: {exc}") from exc
+    except HttpProcessingError as exc:  # LineTooLong, BadHttpMessage: a part header aiohttp refused
+        raise InvalidRequest(f"malformed multipart part header: {exc.message}") from exc
+    except (ClientError, ConnectionError, EofStream) as exc:
+        raise InvalidRequest(f"request body ended early: {exc!r}") from exc
+
+
+async def release(part: BodyPartReader) -> None:
+    """Skip the rest of a part; a body that ends inside it is a malformed request (400)."""
+    try:
+        await part.release()
+    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc}") from exc
+    except HttpProcessingError as exc:
+        raise InvalidRequest(f"malformed multipart part header: {exc.message}") from exc
     except (ClientError, ConnectionError, EofStream) as exc:
         raise InvalidRequest(f"request body ended early: {exc!r}") from exc
 

@@ -70,7 +70,7 @@ async def _receive(
         async for part in multipart.parts(request):
             ctype = parse_media_type(part.headers.get("Content-Type", "application/dicom")).type
             if ctype != "application/dicom":
-                await part.release()
+                await multipart.release(part)
                 err = InvalidRequest(f"part Content-Type {ctype!r} is not application/dicom")
                 tasks.append(asyncio.create_task(_failed(err)))
                 continue
@@ -118,6 +118,16 @@ async def _ingest_one(
         sem.release()
 
 
+RETRY_AFTER_SECONDS = 5
+
+
+def _all_transient(outcomes: list[Outcome]) -> bool:
+    """Every part failed because the index or storage was unavailable (PS3.18 §10.5.3's 409
+    tells a sender "do not retry"; an outage must say "retry" instead: 503 with Retry-After)."""
+    return all(not isinstance(o, Stored) and isinstance(o[0], ArchiveUnavailable)
+               for o in outcomes)
+
+
 def _uid_attr(tag: str, value: str) -> dict[str, Any]:
     return {tag: {"vr": "UI", "Value": [value]}}
 
@@ -156,6 +166,9 @@ def _respond(
     # PS3.18 §10.5.3: 200 all stored, 202 stored with warnings or partial failure, 409 none.
     status = 409 if failed and not referenced else (202 if warnings else 200)
     headers = {}
+    if status == 409 and _all_transient(outcomes):  # nothing wrong with the data: retry later
+        status = 503
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if warnings:
         headers["Warning"] = warning_header("; ".join(warnings), limit=1000)
     if status == 409:

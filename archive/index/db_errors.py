@@ -6,7 +6,9 @@ error, whose `__cause__` is asyncpg's own exception (e.g. DeadlockDetectedError)
 
 from __future__ import annotations
 
+from asyncpg.exceptions import DataError as ServerDataError
 from asyncpg.exceptions import DeadlockDetectedError, SerializationError
+from asyncpg.exceptions._base import DataError as ArgumentDataError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 # The database cannot be reached (connection refused or lost): retry later.
@@ -34,3 +36,13 @@ def causes(exc: BaseException) -> list[BaseException]:
 def is_retryable(exc: BaseException) -> bool:
     """A deadlock or serialization failure, however deeply wrapped."""
     return any(isinstance(c, RETRYABLE) for c in causes(exc))
+
+
+# A value the database cannot hold (SQLSTATE class 22, or an argument asyncpg cannot encode):
+# the input's fault, so a 4xx / DICOM failure with a reason rather than an internal error.
+BAD_VALUE: tuple[type[BaseException], ...] = (ServerDataError, ArgumentDataError, OverflowError)
+
+
+def is_bad_value(exc: BaseException) -> bool:
+    """The statement failed on a value (NUL in text, a number out of range, invalid JSON)."""
+    return any(isinstance(c, BAD_VALUE) for c in causes(exc))
