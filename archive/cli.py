@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archive import cli_keys, config, console
+from archive import cli_keys, cli_limits, config, console
 from archive.errors import ConfigError
 from archive.logs import configure
 
@@ -43,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
                    help="bearer token that may see sequestered data (ARCHIVE_CURATOR_TOKEN)")
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     cli_keys.add_serve_flags(s)
+    cli_limits.add_limit_flags(s)
     console.add_serve_flags(s)
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
@@ -92,7 +93,8 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
     keys = ("host", "http_port", "dimse_port", "ae_title", "data_dir", "database_url",
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
             "viewer_dir", "curator_token", "log_level", "log_format", "public_url",
-            "trusted_proxies", "check_called_ae", *cli_keys.SERVE_SETTINGS)
+            "trusted_proxies", "check_called_ae", *cli_keys.SERVE_SETTINGS,
+            *cli_limits.LIMIT_SETTINGS)
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)
     if peers:

@@ -61,6 +61,13 @@ class Settings:
     public_url: str | None = None  # externally visible base, e.g. https://pacs.example.org
     trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose Forwarded headers count
     check_called_ae: bool = False  # reject associations addressed to another AE title
+    # issue 13 limits (archive/cli_limits.py): safe defaults, each bounds memory or slots
+    dimse_max_pdu: int = 1024 * 1024  # largest P-DATA PDU we accept (announced in A-ASSOCIATE-AC)
+    dimse_idle_timeout: float = 60.0  # seconds an association may stay silent (network_timeout)
+    dimse_artim_timeout: float = 30.0  # seconds to complete association set-up (ACSE / ARTIM)
+    dimse_max_associations: int = 64  # concurrent associations overall
+    max_stow_requests: int = 16  # concurrent STOW-RS requests; more wait their turn
+    db_idle_release_seconds: float = 10.0  # close pooled connections idle this long (0: never)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def peer(self, ae_title: str) -> Peer | None:
@@ -201,6 +208,12 @@ PARSERS: dict[str, Any] = {
     "public_url": _public_url,
     "trusted_proxies": _networks,
     "check_called_ae": _bool,
+    "dimse_max_pdu": int,
+    "dimse_idle_timeout": float,
+    "dimse_artim_timeout": float,
+    "dimse_max_associations": int,
+    "max_stow_requests": int,
+    "db_idle_release_seconds": float,
 }
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from archive.query.spec import Level
-from dicomweb import commons_api, landing, qido, stow, wado, wado_frames, wado_uri
+from dicomweb import commons_api, landing, ops, qido, stow, wado, wado_frames, wado_uri
 from dicomweb.urls import ROOT
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -28,7 +28,7 @@ class Route:
     method: str
     path: str
     handler: Handler
-    permission: str = "read"  # "read" | "write" | "curate": who may call it (issue 12)
+    permission: str = "read"  # "read" | "write" | "curate" | "public": who may call it (issue 12)
 
 
 ST = "/studies/{study}"
@@ -80,6 +80,10 @@ SITE: tuple[Route, ...] = (
     Route("GET", ROOT + "/", landing.service),
     # WADO-URI at the site root too, where legacy viewers look for it
     Route("GET", "/wado", wado_uri.wado),
+    # operations (issue 13): liveness, readiness, Prometheus metrics
+    Route("GET", "/healthz", ops.healthz, "public"),
+    Route("GET", "/readyz", ops.readyz, "public"),
+    Route("GET", "/metrics", ops.metrics, "public"),
 )
 
 COMMONS_ROOT = "/commons"

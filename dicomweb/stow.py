@@ -16,14 +16,14 @@ from aiohttp import web
 
 from archive.blobs import spool_stream
 from archive.core import Caller, Core
-from archive.errors import ArchiveError, FailureReason, InvalidRequest
+from archive.errors import ArchiveError, ArchiveUnavailable, FailureReason, InvalidRequest
 from archive.ingest import Stored, ingest
 from archive.instance import is_valid_uid
 from dicomweb import multipart
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_xml import to_xml
 from dicomweb.errors import log_refusal, warning_header
-from dicomweb.keys import CORE
+from dicomweb.keys import CORE, STOW_SLOTS
 from dicomweb.media_types import negotiate, parse_media_type
 from dicomweb.urls import instance_url, service_root, study_url
 
@@ -53,7 +53,8 @@ async def store_instances(request: web.Request) -> web.StreamResponse:
                                         "application/json"]
     )
     multipart.check_multipart(request, "application/dicom")
-    outcomes = await _receive(request, core, caller_for(request), study)
+    async with request.app[STOW_SLOTS]:  # settings.max_stow_requests at once; others wait
+        outcomes = await _receive(request, core, caller_for(request), study)
     return _respond(request, outcomes, accept, study)
 
 

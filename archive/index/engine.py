@@ -7,10 +7,11 @@ PostgreSQL, so behaviour is identical to a managed server. It is stopped with th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,32 @@ def embedded_postgres(pg_dir: Path) -> Iterator[str]:
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 10, "pool_pre_ping": False}
+    """A pooled engine that survives a PostgreSQL restart: connections are pinged on checkout
+    (a dead one is replaced, not handed out) and recycled after POOL_RECYCLE seconds."""
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 10, "pool_pre_ping": True,
+                              "pool_recycle": POOL_RECYCLE}
     return create_async_engine(async_url(url), **kwargs)
+
+
+POOL_RECYCLE = 300
+
+
+async def release_idle(engine: AsyncEngine, every: float,
+                       first: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Close the pool's connections whenever none is in use during a period of `every` seconds.
+
+    PostgreSQL's "smart" shutdown waits for every session to end; a pool that keeps idle
+    connections forever would hold it off indefinitely. `first` releases connections held
+    outside the pool (the group committer's lease). Runs until cancelled."""
+    if every <= 0:
+        return
+    while True:
+        await asyncio.sleep(every)
+        if first is not None:
+            await first()
+        pool = engine.pool  # dispose() replaces the pool: read it afresh
+        if pool.checkedout() == 0 and pool.checkedin() > 0:  # type: ignore[attr-defined]
+            await engine.dispose(close=True)
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -61,3 +86,11 @@ def upgrade(url: str, revision: str = "head") -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["database_url"] = url
     command.upgrade(cfg, revision)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database (callers bound it in time)."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
