@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 
 LIMIT_SETTINGS = ("dimse_max_pdu", "dimse_idle_timeout", "dimse_artim_timeout",
-                  "dimse_max_associations", "max_stow_requests", "db_idle_release_seconds")
+                  "dimse_max_associations", "max_stow_requests", "db_idle_release_seconds",
+                  "max_request_parts", "http_max_header_bytes")
 
 
 def add_limit_flags(s: argparse.ArgumentParser) -> None:
@@ -25,3 +26,8 @@ def add_limit_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--db-idle-release-seconds", type=float, metavar="SECONDS",
                    help="close pooled database connections idle this long, so a PostgreSQL "
                         "shutdown can complete (ARCHIVE_DB_IDLE_RELEASE_SECONDS, 10; 0: never)")
+    s.add_argument("--max-request-parts", type=int, metavar="N",
+                   help="parts in one STOW-RS request, 413 above (ARCHIVE_MAX_REQUEST_PARTS, 10000)")
+    s.add_argument("--http-max-header-bytes", type=int, metavar="BYTES",
+                   help="longest HTTP request line or header field, 400/431 above "
+                        "(ARCHIVE_HTTP_MAX_HEADER_BYTES, 8190)")

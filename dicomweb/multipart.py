@@ -56,10 +56,13 @@ def check_multipart(request: web.Request, expected_type: str) -> None:
         raise InvalidRequest("multipart Content-Type has no boundary")
 
 
-async def parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
-    """Yield body parts; structural errors become InvalidRequest (400)."""
+async def parts(request: web.Request, max_header_bytes: int = 8190
+                ) -> AsyncIterator[BodyPartReader]:
+    """Yield body parts; structural errors become InvalidRequest (400). A part header line
+    over `max_header_bytes`, or over 128 header lines, is one of them."""
     try:
-        reader = LiberalMultipartReader(request.headers, request.content)
+        reader = LiberalMultipartReader(request.headers, request.content,
+                                        max_field_size=max_header_bytes)
         while True:
             part = await reader.next()
             if part is None:

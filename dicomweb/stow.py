@@ -16,7 +16,13 @@ from aiohttp import web
 
 from archive.blobs import spool_stream
 from archive.core import Caller, Core
-from archive.errors import ArchiveError, ArchiveUnavailable, FailureReason, InvalidRequest
+from archive.errors import (
+    ArchiveError,
+    ArchiveUnavailable,
+    FailureReason,
+    InvalidRequest,
+    PayloadTooLarge,
+)
 from archive.ingest import Stored, ingest
 from archive.instance import is_valid_uid
 from dicomweb import multipart
@@ -68,7 +74,10 @@ async def _receive(
     sem = asyncio.Semaphore(PARALLEL_INGESTS)
     tasks: list[asyncio.Task[Outcome]] = []
     try:
-        async for part in multipart.parts(request):
+        async for part in multipart.parts(request, core.settings.http_max_header_bytes):
+            if len(tasks) >= core.settings.max_request_parts:
+                raise PayloadTooLarge(
+                    f"more than {core.settings.max_request_parts} parts in one request")
             ctype = parse_media_type(part.headers.get("Content-Type", "application/dicom")).type
             if ctype != "application/dicom":
                 await multipart.release(part)

@@ -10,29 +10,24 @@ import time
 
 import psutil
 from pynetdicom import AE
-from pynetdicom.pdu import A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
-from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from tests.conftest import RunningArchive
 
 
+def _item(kind: int, value: bytes) -> bytes:
+    return struct.pack(">BBH", kind, 0, len(value)) + value
+
+
 def _associate_rq(called: str) -> bytes:
-    prim = A_ASSOCIATE()
-    prim.application_context_name = "1.2.840.10008.3.1.1.1"
-    prim.calling_ae_title, prim.called_ae_title = "FUZZ", called
-    prim.calling_presentation_address = ("127.0.0.1", 1)
-    prim.called_presentation_address = ("127.0.0.1", 2)
-    cx = build_context(Verification)
-    cx.context_id = 1
-    prim.presentation_context_definition_list = [cx]
-    ml = MaximumLengthNotification()
-    ml.maximum_length_received = 16384
-    prim.user_information = [ml]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(prim)
-    return bytes(pdu.encode())
+    """A minimal A-ASSOCIATE-RQ (PS3.8 §9.3.2) proposing Verification, built by hand so the
+    test sends exactly these bytes."""
+    context = struct.pack(">BBBB", 1, 0, 0, 0) + _item(0x30, Verification.encode()) \
+        + _item(0x40, b"1.2.840.10008.1.2")
+    body = struct.pack(">HH", 1, 0) + called.ljust(16).encode() + b"FUZZ".ljust(16) \
+        + b"\0" * 32 + _item(0x10, b"1.2.840.10008.3.1.1.1") + _item(0x20, context) \
+        + _item(0x50, _item(0x51, struct.pack(">L", 16384)))
+    return struct.pack(">BBL", 0x01, 0, len(body)) + body
 
 
 def _recv_pdu_type(s: socket.socket) -> int | None:
