@@ -8,6 +8,7 @@ PostgreSQL, so behaviour is identical to a managed server. It is stopped with th
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -41,11 +42,39 @@ def embedded_postgres(pg_dir: Path) -> Iterator[str]:
 
     pg_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(pg_dir))
+    forget_dead_handles(pg_dir)
     server = pgserver.get_server(pg_dir, cleanup_mode="stop")
     try:
         yield str(server.get_uri())
     finally:
         server.cleanup()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def forget_dead_handles(pg_dir: Path) -> None:
+    """Drop processes that no longer exist from pgserver's list of users of this PostgreSQL.
+
+    pgserver stops the server when its last user exits, counting users in .handle_pids.json.
+    A user killed with SIGKILL never removes itself; a restarted archive then adopts the
+    running server but is never the "last" user, and leaves PostgreSQL running on exit."""
+    path = pg_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    alive = [p for p in pids if isinstance(p, int) and _alive(p)]
+    if alive != pids:
+        log.info("embedded PostgreSQL: forgetting %d exited user(s)", len(pids) - len(alive))
+        path.write_text(json.dumps(alive))
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:

@@ -1,5 +1,6 @@
 """Issue 13 fuzzing, bounded in time (each test ≤ ~30 s; `python -m bench.fuzz` for nightly
-runs: ARCHIVE_FUZZ_LONG=1, random seeds, ARCHIVE_FUZZ_EXAMPLES examples). Hypothesis generates the inputs; a real archive answers.
+runs: ARCHIVE_FUZZ_LONG=1, random seeds, ARCHIVE_FUZZ_EXAMPLES examples). Hypothesis
+generates the inputs; a real archive answers.
 
 Invariants: never a 5xx, never a connection dropped without a response, no traceback or ERROR
 in the log for input errors, and the archive answers /healthz (and C-ECHO) after each batch.
