@@ -7,7 +7,8 @@ import argparse
 
 LIMIT_SETTINGS = ("dimse_max_pdu", "dimse_idle_timeout", "dimse_artim_timeout",
                   "dimse_max_associations", "max_stow_requests", "db_idle_release_seconds",
-                  "max_request_parts", "http_max_header_bytes")
+                  "max_request_parts", "http_max_header_bytes",
+                  "http_body_idle_timeout")
 
 
 def add_limit_flags(s: argparse.ArgumentParser) -> None:
@@ -28,6 +29,9 @@ def add_limit_flags(s: argparse.ArgumentParser) -> None:
                         "shutdown can complete (ARCHIVE_DB_IDLE_RELEASE_SECONDS, 10; 0: never)")
     s.add_argument("--max-request-parts", type=int, metavar="N",
                    help="parts in one STOW-RS request, 413 above (ARCHIVE_MAX_REQUEST_PARTS, 10000)")
+    s.add_argument("--http-body-idle-timeout", type=float, metavar="SECONDS",
+                   help="answer 408 when a STOW-RS body stalls this long "
+                        "(ARCHIVE_HTTP_BODY_IDLE_TIMEOUT, 60)")
     s.add_argument("--http-max-header-bytes", type=int, metavar="BYTES",
                    help="longest HTTP request line or header field, 400/431 above "
                         "(ARCHIVE_HTTP_MAX_HEADER_BYTES, 8190)")

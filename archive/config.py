@@ -67,6 +67,7 @@ class Settings:
     dimse_artim_timeout: float = 30.0  # seconds to complete association set-up (ACSE / ARTIM)
     dimse_max_associations: int = 64  # concurrent associations overall
     max_stow_requests: int = 16  # concurrent STOW-RS requests; more wait their turn
+    http_body_idle_timeout: float = 60.0  # seconds a STOW-RS body may stall (408 after)
     max_request_parts: int = 10000  # parts in one STOW-RS body (413 above)
     http_max_header_bytes: int = 8190  # longest request line / header field (aiohttp's default)
     db_idle_release_seconds: float = 10.0  # close pooled connections idle this long (0: never)
@@ -216,6 +217,7 @@ PARSERS: dict[str, Any] = {
     "dimse_max_associations": int,
     "max_stow_requests": int,
     "max_request_parts": int,
+    "http_body_idle_timeout": float,
     "http_max_header_bytes": int,
     "db_idle_release_seconds": float,
 }

@@ -28,6 +28,7 @@ STATUS: list[tuple[type[e.ArchiveError], int]] = [
     (e.StorageFull, 507),
     (e.ArchiveUnavailable, 503),
     (e.InvalidQuery, 400),
+    (e.RequestTimeout, 408),
     (e.InvalidRequest, 400),
     (e.StudyMismatch, 409),
     (e.DuplicateInstance, 409),

@@ -70,11 +70,12 @@ Outcome = Stored | tuple[ArchiveError, dict[str, str]]
 async def _receive(
     request: web.Request, core: Core, caller: Caller, study: str | None
 ) -> list[Outcome]:
-    budget = multipart.Budget(core.settings.max_request_bytes)
+    budget = multipart.Budget(core.settings.max_request_bytes, core.settings.http_body_idle_timeout)
     sem = asyncio.Semaphore(PARALLEL_INGESTS)
     tasks: list[asyncio.Task[Outcome]] = []
     try:
-        async for part in multipart.parts(request, core.settings.http_max_header_bytes):
+        async for part in multipart.parts(request, core.settings.http_max_header_bytes,
+                                         core.settings.http_body_idle_timeout):
             if len(tasks) >= core.settings.max_request_parts:
                 raise PayloadTooLarge(
                     f"more than {core.settings.max_request_parts} parts in one request")

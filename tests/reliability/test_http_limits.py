@@ -22,3 +22,23 @@ def test_part_count_and_header_size_limits(server_factory: Callable[..., Running
     r = requests.get(server.url + "/studies", headers={"X-Big": "a" * 2000}, timeout=30)
     assert r.status_code in (400, 431), r.status_code
     assert requests.get(server.base + "/healthz", timeout=10).status_code == 200
+
+
+def test_stalled_body_is_408(server_factory: Callable[..., RunningArchive]) -> None:
+    """A truncated body no longer keeps the request waiting: 408 after the idle timeout."""
+    import socket
+    import time
+
+    server = server_factory(http_body_idle_timeout=1.0)
+    data = f.to_bytes(f.image("stall"))
+    body = part(data)[: len(data) // 2]
+    head = (f"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            f'multipart/related; type="application/dicom"; boundary=B0UND\r\n'
+            f"Content-Length: {len(data) * 2}\r\n\r\n").encode()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.settings.http_port), timeout=30) as s:
+        s.sendall(head + body)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - started < 20
+    assert not server.sql("SELECT 1 FROM instance")
