@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archive import cli_keys, config, console
+from archive import cli_keys, cli_limits, config, console
 from archive.errors import ConfigError
 from archive.logs import configure
 
@@ -65,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
                         "(ARCHIVE_MIN_CELL_COUNT, 0 = off)")
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     cli_keys.add_serve_flags(s)
+    cli_limits.add_limit_flags(s)
     console.add_serve_flags(s)
     _storage(s)
     db = sub.add_parser("db", help="database maintenance")
@@ -119,7 +120,8 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
             "trusted_proxies", "check_called_ae", "min_cell_count",
             "storage", "s3_endpoint", "s3_region", "s3_path_style",
             "curator_token_file", "tls_cert", "tls_key",
-            "dimse_tls_port", "dimse_tls_ca", *cli_keys.SERVE_SETTINGS)
+            "dimse_tls_port", "dimse_tls_ca", *cli_keys.SERVE_SETTINGS,
+            *cli_limits.LIMIT_SETTINGS)
     if getattr(args, "curator_token", None):
         print("archive: warning: --curator-token is deprecated (any local user can read it with "
               "ps); use ARCHIVE_CURATOR_TOKEN or --curator-token-file PATH", file=sys.stderr)

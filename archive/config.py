@@ -71,6 +71,16 @@ class Settings:
     tls_key: Path | None = None  # PEM private key for tls_cert
     dimse_tls_port: int | None = None  # a DICOM TLS listener (PS3.15 B.9 / BCP 195)
     dimse_tls_ca: Path | None = None  # CA bundle: DICOM TLS then requires client certificates
+    # issue 13 limits (archive/cli_limits.py): safe defaults, each bounds memory or slots
+    dimse_max_pdu: int = 1024 * 1024  # largest P-DATA PDU we accept (announced in A-ASSOCIATE-AC)
+    dimse_idle_timeout: float = 60.0  # seconds an association may stay silent (network_timeout)
+    dimse_artim_timeout: float = 30.0  # seconds to complete association set-up (ACSE / ARTIM)
+    dimse_max_associations: int = 64  # concurrent associations overall
+    max_stow_requests: int = 16  # concurrent STOW-RS requests; more wait their turn
+    http_body_idle_timeout: float = 60.0  # seconds a STOW-RS body may stall (408 after)
+    max_request_parts: int = 10000  # parts in one STOW-RS body (413 above)
+    http_max_header_bytes: int = 8190  # longest request line / header field (aiohttp's default)
+    db_idle_release_seconds: float = 10.0  # close pooled connections idle this long (0: never)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def peer(self, ae_title: str) -> Peer | None:
@@ -234,6 +244,15 @@ PARSERS: dict[str, Any] = {
     "tls_key": lambda v: Path(v) if v else None,
     "dimse_tls_port": lambda v: _port(v) if v not in ("", None) else None,
     "dimse_tls_ca": lambda v: Path(v) if v else None,
+    "dimse_max_pdu": int,
+    "dimse_idle_timeout": float,
+    "dimse_artim_timeout": float,
+    "dimse_max_associations": int,
+    "max_stow_requests": int,
+    "max_request_parts": int,
+    "http_body_idle_timeout": float,
+    "http_max_header_bytes": int,
+    "db_idle_release_seconds": float,
 }
 
 

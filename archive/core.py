@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from archive.caller import Caller as Caller
 from archive.config import Settings
 from archive.index.handles import Engine
+from archive.metrics import Metrics
 from storage.base import BlobStore
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Core:
     requests_in_flight: int = 0  # HTTP requests being handled (for graceful drain)
     committer: Any = None  # archive.group_commit.GroupCommitter, created on first ingest
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)  # /metrics (issue 13)
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

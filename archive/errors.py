@@ -104,6 +104,10 @@ class InvalidRequest(ArchiveError):
     """A request is malformed (bad multipart body, bad parameter)."""
 
 
+class RequestTimeout(InvalidRequest):
+    """The client stopped sending the request body (HTTP 408)."""
+
+
 class UnsupportedMediaType(ArchiveError):
     pass
 

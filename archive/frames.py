@@ -74,6 +74,29 @@ def check_frames(loc: Located, numbers: list[int]) -> None:
     bad = [n for n in numbers if n > loc.frames]
     if bad:
         raise NotFound(f"frame {bad[0]} does not exist: instance has {loc.frames} frame(s)")
+    _check_pixel_module(loc, max(numbers, default=1))
+
+
+BITS_ALLOCATED = frozenset({1, 8, 16, 32, 64})
+
+
+def _check_pixel_module(loc: Located, last: int) -> None:
+    """Refuse a hostile or broken pixel description before any byte is sent: a response that
+    fails after its status line cannot be turned into an error any more."""
+    try:
+        pm = pixel_module(loc)
+    except (TypeError, ValueError) as exc:
+        raise NotAcceptable(f"instance {loc.sop_uid} has a malformed pixel description") from exc
+    if pm.bits_allocated not in BITS_ALLOCATED or pm.rows < 1 or pm.columns < 1 \
+            or pm.samples not in (1, 3, 4):
+        raise NotAcceptable(
+            f"instance {loc.sop_uid} has an unusable pixel description (Rows {pm.rows}, "
+            f"Columns {pm.columns}, Samples {pm.samples}, BitsAllocated {pm.bits_allocated})")
+    pixels = loc.pixels
+    if loc.transfer_syntax in UNCOMPRESSED and pixels is not None \
+            and (pm.frame_bits * last + 7) // 8 > pixels["length"]:
+        raise NotFound(f"frame {last} lies beyond the stored Pixel Data "
+                       f"({pixels['length']} bytes for {pm.rows}x{pm.columns} pixels)")
 
 
 def read_frame(loc: Located, number: int) -> bytes:

@@ -25,9 +25,15 @@ from typing import Any
 
 from archive.blobs import as_outcome
 from archive.core import Core
-from archive.errors import ArchiveError, ArchiveUnavailable
+from archive.errors import ArchiveError, ArchiveUnavailable, InvalidInstance
 from archive.index import blob_journal
-from archive.index.db_errors import UNAVAILABLE, DatabaseError, is_retryable
+from archive.index.db_errors import (
+    UNAVAILABLE,
+    DatabaseError,
+    is_bad_value,
+    is_retryable,
+    is_unavailable,
+)
 from archive.index.digests import stored_digests
 from archive.index.handles import Connection
 from archive.index.writes import Attribution, Indexed, recount, upsert_instance
@@ -67,6 +73,15 @@ class GroupCommitter:
         self._lease: Connection | None = None
         self._owner = 0
         self._lease_lock = asyncio.Lock()
+        self._flushing = 0
+
+    async def release_if_idle(self) -> None:
+        """Drop the journal lease when nothing is queued or being written: an idle archive then
+        holds no database session, so a PostgreSQL "smart" shutdown can complete."""
+        if self._pending or self._flushing or self._lease is None or self._lease_lock.locked():
+            return
+        async with self._lease_lock:
+            await self._drop_lease()
 
     async def submit(
         self, facts: InstanceFacts, spooled: Spooled, attribution: Attribution
@@ -92,6 +107,7 @@ class GroupCommitter:
                 await self._wake.wait()
                 continue
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            self._flushing += 1
             try:
                 await self._flush(batch)
             except BaseException as exc:
@@ -101,12 +117,20 @@ class GroupCommitter:
                                    ArchiveUnavailable("ingest interrupted"))
                 if not isinstance(exc, Exception):
                     raise
+            finally:
+                self._flushing -= 1
 
     async def _flush(self, batch: list[_Item]) -> None:
+        metrics, started = self.core.metrics, self.loop.time()
         todo = await self._skip_identical(batch)
         if todo:
             await self._make_durable(todo)
             await self._index([i for i in todo if i.error is None])
+            done = [i for i in todo if i.error is None and i.indexed is not None]
+            metrics.batch_size.observe(len(todo))
+            metrics.instances_stored.inc(len(done))
+            metrics.bytes_stored.inc(sum(i.spooled.size for i in done))
+        metrics.ingest_seconds.observe(self.loop.time() - started)
         for item in batch:
             if item.future.done():
                 continue
@@ -149,18 +173,22 @@ class GroupCommitter:
         """Record keys about to be written, under this writer's lock (a sweep on another node
         leaves them alone while the lock is held and they are younger than its grace)."""
         async with self._lease_lock:
-            try:
-                if self._lease is None:
-                    owner, conn = blob_journal.new_owner(), await self.core.engine.connect()
-                    self._lease = conn
-                    await blob_journal.hold_owner(conn, owner)
-                    await conn.commit()
-                    self._owner = owner
-                await blob_journal.journal(self._lease, keys, blob_journal.WRITE, self._owner)
-                await self._lease.commit()
-            except (DatabaseError, OSError, ConnectionError) as exc:
-                await self._drop_lease()
-                raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
+            for _attempt in range(2):  # a lease held across a PostgreSQL restart is dead: renew
+                reused = self._lease is not None
+                try:
+                    if self._lease is None:
+                        owner, conn = blob_journal.new_owner(), await self.core.engine.connect()
+                        self._lease = conn
+                        await blob_journal.hold_owner(conn, owner)
+                        await conn.commit()
+                        self._owner = owner
+                    await blob_journal.journal(self._lease, keys, blob_journal.WRITE, self._owner)
+                    await self._lease.commit()
+                    return
+                except (DatabaseError, OSError, ConnectionError) as exc:
+                    await self._drop_lease()
+                    if not reused:
+                        raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
 
     async def _drop_lease(self) -> None:
         conn, self._lease = self._lease, None
@@ -256,6 +284,10 @@ def _db_error(exc: BaseException) -> BaseException:
         return exc
     if is_retryable(exc):  # deadlock / serialization failure: matched by asyncpg's class
         return ArchiveUnavailable(f"index busy, retry: {getattr(exc, 'orig', exc)}")
+    if is_unavailable(exc):  # PostgreSQL shutting down mid-batch: retry later, not "internal"
+        return ArchiveUnavailable(f"index unavailable, retry: {getattr(exc, 'orig', exc)}"[:300])
+    if is_bad_value(exc):  # NUL in text, a number out of range: the instance's fault
+        return InvalidInstance(f"a value cannot be indexed: {getattr(exc, 'orig', exc)}"[:300])
     return exc
 
 
@@ -266,6 +298,13 @@ def committer(core: Core) -> GroupCommitter:
     if not isinstance(found, GroupCommitter) or found.loop is not loop or loop.is_closed():
         found = core.committer = GroupCommitter(core, loop)
     return found
+
+
+async def release_if_idle(core: Core) -> None:
+    """The core's committer drops its journal lease if idle (see GroupCommitter)."""
+    found = core.committer
+    if isinstance(found, GroupCommitter):
+        await found.release_if_idle()
 
 
 async def close(core: Core) -> None:

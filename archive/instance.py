@@ -8,6 +8,7 @@ Pixel Data sits in the file (so frames can later be served by offset without par
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import struct
 import warnings
@@ -85,6 +86,7 @@ def read_instance(path: Path, file_size: int) -> InstanceFacts:
             pixels = _scan_pixels(fp, ds, fp.tell(), file_size)
             has_pixels = pixels is not None
     facts = _validate(ds)
+    _check_depth(ds)
     if not has_pixels and "Rows" in ds and "Columns" in ds and "FloatPixelData" not in ds:
         raise InvalidInstance("truncated: image attributes present but no Pixel Data")
     header = to_json(ds)
@@ -234,9 +236,41 @@ def to_json(ds: Dataset) -> dict[str, Any]:
     Doors turn a `bulk:TAG` marker into an absolute BulkDataURI for the instance.
     """
     try:
-        return ds.to_json_dict(BULK_THRESHOLD, _bulk_marker)  # type: ignore[no-any-return]
+        raw = ds.to_json_dict(BULK_THRESHOLD, _bulk_marker)
     except Exception as exc:  # malformed values (bad PN/IS/DS encodings)
         raise InvalidInstance(f"cannot convert header to DICOM JSON: {exc}") from exc
+    return _storable(raw)  # type: ignore[no-any-return]
+
+
+MAX_SEQUENCE_DEPTH = 32  # real IODs nest a handful of levels; hostile files nest hundreds
+
+
+def _check_depth(ds: Dataset) -> None:
+    """Refuse absurdly nested sequences: every later step (JSON, pickling between processes,
+    the index) recurses over them, and a few hundred levels exhaust Python's stack."""
+    todo: list[tuple[Dataset, int]] = [(ds, 0)]
+    while todo:
+        cur, depth = todo.pop()
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise InvalidInstance(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels")
+        for elem in cur:
+            if elem.VR == "SQ" and elem.value is not None:
+                todo.extend((item, depth + 1) for item in elem.value)
+
+
+def _storable(value: Any) -> Any:
+    """The header JSON as PostgreSQL's jsonb accepts it: no NUL in strings (jsonb refuses
+    \\u0000) and no NaN/Infinity numbers (not JSON) — such values are dropped, not refused,
+    so a file with one odd value is still archived byte-for-byte."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _level_tags() -> dict[Level, frozenset[str]]:
@@ -278,22 +312,29 @@ def parse_tm(value: object) -> dt.time | None:
         return None
 
 
+INT32 = 2**31
+
+
 def _int(value: object) -> int | None:
+    """An integer column value; None when absent, malformed or outside int32 (IS allows 2^31)."""
     try:
-        return int(str(value).strip()) if value not in (None, "") else None
+        number = int(str(value).strip()) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is None or -INT32 <= number < INT32 else None
 
 
 def _text(value: object) -> str | None:
-    return None if value is None or str(value) == "" else str(value)
+    """A text column value without NUL (PostgreSQL text cannot hold it)."""
+    text = "" if value is None else str(value).replace("\x00", "")
+    return text or None
 
 
 def _columns(ds: Dataset) -> dict[str, Any]:
     g = ds.get
     return {
-        "patient_id": str(g("PatientID", "") or ""),
-        "issuer": str(g("IssuerOfPatientID", "") or ""),
+        "patient_id": _text(g("PatientID")) or "",
+        "issuer": _text(g("IssuerOfPatientID")) or "",
         "patient_name": _text(g("PatientName")),
         "patient_birth_date": parse_da(g("PatientBirthDate")),
         "patient_sex": _text(g("PatientSex")),

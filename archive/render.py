@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from archive.errors import InvalidRequest, NotAcceptable
-from archive.frames import pixel_module
+from archive.frames import check_frames, pixel_module
 from archive.retrieve import Located
 from archive.transcode import frame_array
 
@@ -139,6 +139,7 @@ def render(loc: Located, number: int, params: RenderParams) -> bytes:
     """Frame `number` of `loc` as an encoded image."""
     if loc.pixels is None:
         raise NotAcceptable(f"instance {loc.sop_uid} has no image to render")
+    check_frames(loc, [number])  # hostile Rows/Columns/BitsAllocated: a 4xx, not a crash
     if pixel_module(loc).samples not in (1, 3):
         raise NotAcceptable("only 1- or 3-sample images can be rendered")
     img = Image.fromarray(to_8bit(frame_array(loc, number), loc, params.window))

@@ -14,13 +14,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from archive import commons, group_commit
 from archive.config import Settings
 from archive.console import check_data_dir, ensure_database, note_embedded_start
 from archive.core import Core
 from archive.errors import ConfigError
-from archive.index.engine import create_engine, embedded_postgres, upgrade
+from archive.index.engine import create_engine, embedded_postgres, release_idle, upgrade
 from archive.sweep import ensure_paired, sweep_orphans
 from archive.transcode import warm
 from archive.workers import WorkerPool, Workers
@@ -109,10 +110,15 @@ async def open_core(
             lock.share()
             core = Core(settings=settings, engine=engine, blobs=blobs, workers=pools)
             commons.register(core)
+            _register_gauges(core)
             core.idle.set()
+            releaser = asyncio.create_task(release_idle(  # lets a PostgreSQL shutdown finish
+                engine, settings.db_idle_release_seconds,
+                lambda: group_commit.release_if_idle(core)))
             try:
                 yield core
             finally:
+                releaser.cancel()
                 await group_commit.close(core)
         finally:
             if own_workers:
@@ -120,3 +126,20 @@ async def open_core(
             blobs.close()
             await engine.dispose()
             lock.close()
+
+
+def _register_gauges(core: Core) -> None:
+    """Pool usage and queue depths, read when /metrics is scraped."""
+    def pool() -> Any:
+        return core.engine.pool  # replaced by each idle release (dispose): read it afresh
+
+    m = core.metrics
+    m.gauge("archive_db_pool_checked_out", "database connections in use",
+            lambda: pool().checkedout())
+    m.gauge("archive_db_pool_size", "database connections open (in use or idle)",
+            lambda: pool().checkedout() + pool().checkedin())
+    m.gauge("archive_ingest_queue_depth", "instances waiting for the group commit",
+            lambda: len(getattr(core.committer, "_pending", ())))
+    m.gauge("archive_ingests_in_flight", "ingests running (any door)", lambda: core.in_flight)
+    m.gauge("archive_http_requests_in_flight", "HTTP requests being handled",
+            lambda: core.requests_in_flight)

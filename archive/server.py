@@ -34,7 +34,9 @@ async def running(settings: Settings, workers: Workers | None = None) -> AsyncIt
         assert core.workers is not None
         core.workers.start()  # spawn now, not on the first store or conversion
         tune_pynetdicom()
-        runner = web.AppRunner(create_app(core), access_log=None, shutdown_timeout=30)
+        runner = web.AppRunner(create_app(core), access_log=None, shutdown_timeout=30,
+                               max_line_size=settings.http_max_header_bytes,
+                               max_field_size=settings.http_max_header_bytes)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.http_port,
                            ssl_context=tls.http_context(settings))

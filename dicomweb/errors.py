@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from archive import errors as e
+from archive.index.db_errors import is_unavailable
 
 log = logging.getLogger("dicomweb")
 
@@ -27,6 +28,7 @@ STATUS: list[tuple[type[e.ArchiveError], int]] = [
     (e.StorageFull, 507),
     (e.ArchiveUnavailable, 503),
     (e.InvalidQuery, 400),
+    (e.RequestTimeout, 408),
     (e.InvalidRequest, 400),
     (e.StudyMismatch, 409),
     (e.DuplicateInstance, 409),
@@ -47,7 +49,8 @@ def status_for(exc: e.ArchiveError) -> int:
 def warning_header(reason: str, limit: int = 500) -> str:
     """PS3.18 §8.6.2 Warning value; one printable ASCII line, whatever the reason text holds."""
     one_line = " ".join(reason.split()).replace('"', "'")
-    return f'299 - "{one_line.encode("ascii", "replace").decode()[:limit]}"'
+    printable = "".join(c if " " <= c <= "~" else "?" for c in one_line)  # no control bytes
+    return f'299 - "{printable[:limit]}"'
 
 
 def error_response(status: int, reason: str, details: dict[str, object] | None = None,
@@ -63,9 +66,15 @@ def error_response(status: int, reason: str, details: dict[str, object] | None =
     )
 
 
+RETRY_AFTER_SECONDS = 5
+
+
 def archive_error_response(exc: e.ArchiveError) -> web.Response:
-    """The response for a typed core error: status, reason, the error's details, Allow."""
-    headers = {"Allow": ",".join(sorted(exc.allowed))} if isinstance(exc, e.NotAllowed) else None
+    """The response for a typed core error: status, reason, the error's details, Allow, and
+    Retry-After on 503 (the database or storage is down: the client should come back)."""
+    headers = {"Allow": ",".join(sorted(exc.allowed))} if isinstance(exc, e.NotAllowed) else {}
+    if status_for(exc) == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return error_response(status_for(exc), exc.reason, exc.details(), headers)
 
 
@@ -87,6 +96,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except e.ArchiveError as exc:
+        core.metrics.errors.labels("http", type(exc).__name__).inc()
         if status_for(exc) < 500:
             log_refusal(request, status_for(exc), exc.reason)
         return archive_error_response(exc)
@@ -94,7 +104,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if 400 <= exc.status < 500:
             log_refusal(request, exc.status, exc.reason)
         raise
-    except Exception:
+    except Exception as exc:
+        if is_unavailable(exc):  # PostgreSQL down or shutting down: 503, retry later
+            log.warning("%s %s -> 503: database unavailable: %s", request.method, request.path,
+                        getattr(exc, "orig", exc))
+            return archive_error_response(e.ArchiveUnavailable("database unavailable, retry"))
         rid = uuid.uuid4().hex[:12]
         log.exception("unhandled error", extra={"request_id": rid, "path": request.path})
         return error_response(500, f"internal error (request id {rid})")

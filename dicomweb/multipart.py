@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, ClientError, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import EofStream
 
-from archive.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from archive.errors import InvalidRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from dicomweb.media_types import parse_media_type
 
 CHUNK = 256 * 1024
@@ -29,11 +31,13 @@ class LiberalMultipartReader(MultipartReader):
 
 
 class Budget:
-    """Counts request bytes across parts so one request cannot exceed the configured limit."""
+    """Counts request bytes across parts so one request cannot exceed the configured limit,
+    and bounds how long the body may stall (`idle` seconds without a byte: 408)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, idle: float | None = None) -> None:
         self.limit = limit
         self.used = 0
+        self.idle = idle
 
     def take(self, n: int) -> None:
         self.used += n
@@ -55,19 +59,27 @@ def check_multipart(request: web.Request, expected_type: str) -> None:
         raise InvalidRequest("multipart Content-Type has no boundary")
 
 
-async def parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
-    """Yield body parts; structural errors become InvalidRequest (400)."""
+async def parts(request: web.Request, max_header_bytes: int = 8190, idle: float | None = None
+                ) -> AsyncIterator[BodyPartReader]:
+    """Yield body parts; structural errors become InvalidRequest (400). A part header line
+    over `max_header_bytes`, or over 128 header lines, is one of them."""
     try:
-        reader = LiberalMultipartReader(request.headers, request.content)
+        reader = LiberalMultipartReader(request.headers, request.content,
+                                        max_field_size=max_header_bytes)
         while True:
-            part = await reader.next()
+            try:
+                part = await asyncio.wait_for(reader.next(), idle)
+            except TimeoutError:
+                raise RequestTimeout(f"request body stalled for {idle} s") from None
             if part is None:
                 return
             if isinstance(part, MultipartReader):
                 raise InvalidRequest("nested multipart bodies are not supported")
             yield part
-    except (ValueError, AssertionError, RuntimeError) as exc:
+    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
         raise InvalidRequest(f"malformed multipart body: {exc}") from exc
+    except HttpProcessingError as exc:  # LineTooLong, BadHttpMessage: a part header aiohttp refused
+        raise InvalidRequest(f"malformed multipart part header: {exc.message}") from exc
     except (ClientError, ConnectionError, EofStream) as exc:
         raise InvalidRequest(f"request body ended early: {exc!r}") from exc
 
@@ -75,13 +87,30 @@ async def parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
 async def part_chunks(part: BodyPartReader, budget: Budget) -> AsyncIterator[bytes]:
     try:
         while True:
-            chunk = await part.read_chunk(CHUNK)
+            try:
+                chunk = await asyncio.wait_for(part.read_chunk(CHUNK), budget.idle)
+            except TimeoutError:
+                raise RequestTimeout(f"request body stalled for {budget.idle} s") from None
             if not chunk:
                 return
             budget.take(len(chunk))
             yield chunk
-    except (ValueError, AssertionError, RuntimeError) as exc:
+    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
         raise InvalidRequest(f"malformed multipart body: {exc}") from exc
+    except HttpProcessingError as exc:  # LineTooLong, BadHttpMessage: a part header aiohttp refused
+        raise InvalidRequest(f"malformed multipart part header: {exc.message}") from exc
+    except (ClientError, ConnectionError, EofStream) as exc:
+        raise InvalidRequest(f"request body ended early: {exc!r}") from exc
+
+
+async def release(part: BodyPartReader) -> None:
+    """Skip the rest of a part; a body that ends inside it is a malformed request (400)."""
+    try:
+        await part.release()
+    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc}") from exc
+    except HttpProcessingError as exc:
+        raise InvalidRequest(f"malformed multipart part header: {exc.message}") from exc
     except (ClientError, ConnectionError, EofStream) as exc:
         raise InvalidRequest(f"request body ended early: {exc!r}") from exc
 

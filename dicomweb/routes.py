@@ -21,6 +21,7 @@ from dicomweb import (
     collection_api,
     commons_api,
     landing,
+    ops,
     portal,
     qido,
     stow,
@@ -38,7 +39,7 @@ class Route:
     method: str
     path: str
     handler: Handler
-    permission: str = "read"  # "read" | "write" | "curate": who may call it (issue 12)
+    permission: str = "read"  # "read" | "write" | "curate" | "public": who may call it (issue 12)
 
 
 ST = "/studies/{study}"
@@ -90,6 +91,10 @@ SITE: tuple[Route, ...] = (
     Route("GET", ROOT + "/", landing.service),
     # WADO-URI at the site root too, where legacy viewers look for it
     Route("GET", "/wado", wado_uri.wado),
+    # operations (issue 13): liveness, readiness, Prometheus metrics
+    Route("GET", "/healthz", ops.healthz, "public"),
+    Route("GET", "/readyz", ops.readyz, "public"),
+    Route("GET", "/metrics", ops.metrics, "public"),
 )
 
 COMMONS_ROOT = "/commons"

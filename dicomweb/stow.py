@@ -16,14 +16,21 @@ from aiohttp import web
 
 from archive.blobs import spool_stream
 from archive.core import Caller, Core
-from archive.errors import ArchiveError, ArchiveUnavailable, FailureReason, InvalidRequest, StorageFull
+from archive.errors import (
+    ArchiveError,
+    ArchiveUnavailable,
+    FailureReason,
+    InvalidRequest,
+    PayloadTooLarge,
+    StorageFull,
+)
 from archive.ingest import Stored, ingest
 from archive.instance import is_valid_uid
 from dicomweb import multipart
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_xml import to_xml
 from dicomweb.errors import log_refusal, status_for, warning_header
-from dicomweb.keys import CORE
+from dicomweb.keys import CORE, STOW_SLOTS
 from dicomweb.media_types import negotiate, parse_media_type
 from dicomweb.urls import instance_url, service_root, study_url
 
@@ -53,7 +60,8 @@ async def store_instances(request: web.Request) -> web.StreamResponse:
                                         "application/json"]
     )
     multipart.check_multipart(request, "application/dicom")
-    outcomes = await _receive(request, core, caller_for(request), study)
+    async with request.app[STOW_SLOTS]:  # settings.max_stow_requests at once; others wait
+        outcomes = await _receive(request, core, caller_for(request), study)
     return _respond(request, outcomes, accept, study)
 
 
@@ -63,14 +71,18 @@ Outcome = Stored | tuple[ArchiveError, dict[str, str]]
 async def _receive(
     request: web.Request, core: Core, caller: Caller, study: str | None
 ) -> list[Outcome]:
-    budget = multipart.Budget(core.settings.max_request_bytes)
+    budget = multipart.Budget(core.settings.max_request_bytes, core.settings.http_body_idle_timeout)
     sem = asyncio.Semaphore(PARALLEL_INGESTS)
     tasks: list[asyncio.Task[Outcome]] = []
     try:
-        async for part in multipart.parts(request):
+        async for part in multipart.parts(request, core.settings.http_max_header_bytes,
+                                         core.settings.http_body_idle_timeout):
+            if len(tasks) >= core.settings.max_request_parts:
+                raise PayloadTooLarge(
+                    f"more than {core.settings.max_request_parts} parts in one request")
             ctype = parse_media_type(part.headers.get("Content-Type", "application/dicom")).type
             if ctype != "application/dicom":
-                await part.release()
+                await multipart.release(part)
                 err = InvalidRequest(f"part Content-Type {ctype!r} is not application/dicom")
                 tasks.append(asyncio.create_task(_failed(err)))
                 continue

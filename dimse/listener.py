@@ -20,6 +20,7 @@ from archive import tls
 from archive.core import Core
 from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
 from dimse import find, get, move, peers
+from dimse.limits import apply_limits, association_counters
 from dimse.permissions import handle_echo
 from dimse.store import handle_store
 from dimse.syntaxes import STORAGE_TRANSFER_SYNTAXES
@@ -57,16 +58,12 @@ class Listener:
         self.core = core
         settings = core.settings
         ae = AE(ae_title=settings.ae_title)
-        ae.maximum_pdu_size = 0  # unlimited (DCMTK then sends 128 KiB PDUs, its own cap)
-        ae.network_timeout = 60
-        ae.acse_timeout = 30
-        ae.dimse_timeout = 600
-        ae.maximum_associations = 64
+        apply_limits(ae, settings)  # PDU size, timeouts, associations (dimse/limits.py)
         if settings.restrict_peers:
             ae.require_calling_aet = [p.ae_title for p in settings.peers]
         # Off by default, as Orthanc: many modalities are configured with a wrong called AE.
         ae.require_called_aet = settings.check_called_ae  # A-ASSOCIATE-RJ reason 7 when on
-        handlers: list[Any] = []
+        handlers: list[Any] = association_counters(core.metrics)  # dimse/limits.py
         for service in services():
             handlers.extend(service(ae, core, loop))
         self.ae = ae

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from archive import errors as e
+from archive.index.db_errors import is_unavailable
 
 SUCCESS = 0x0000
 PENDING = 0xFF00
@@ -44,7 +45,8 @@ def status(code: int, comment: str | None = None) -> Dataset:
 
 def store_status(exc: BaseException) -> int:
     """C-STORE failure status for an error raised by ingest."""
-    if isinstance(exc, e.StorageFull | e.ArchiveUnavailable | e.PayloadTooLarge):
+    if isinstance(exc, e.StorageFull | e.ArchiveUnavailable | e.PayloadTooLarge) \
+            or is_unavailable(exc):  # PostgreSQL down or shutting down: the sender retries
         return OUT_OF_RESOURCES
     if isinstance(exc, e.DataSetMismatch):
         return DATA_SET_DOES_NOT_MATCH
@@ -67,7 +69,7 @@ def find_status(exc: BaseException) -> int:
         return IDENTIFIER_DOES_NOT_MATCH
     if isinstance(exc, e.Forbidden):
         return NOT_AUTHORIZED
-    if isinstance(exc, e.ArchiveUnavailable):
+    if isinstance(exc, e.ArchiveUnavailable) or is_unavailable(exc):
         return OUT_OF_RESOURCES
     return UNABLE_TO_PROCESS
 

@@ -6,6 +6,7 @@ applies it once before it starts a listener, and nothing else patches pynetdicom
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import pynetdicom.transport
@@ -14,6 +15,9 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket
 
 from dimse import bridge
+from dimse.limits import receive_limit
+
+log = logging.getLogger("dimse")
 
 
 def tune_pynetdicom() -> None:
@@ -49,6 +53,12 @@ def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
     releasing and re-taking the GIL — behind a busy event loop a wait of up to the switch interval
     (5 ms) per call. Same semantics: fewer bytes only when the peer closed; memory grows with
     the bytes that actually arrive, not with the length a peer announces."""
+    assoc = getattr(self, "assoc", None)
+    limit = receive_limit(getattr(assoc, "ae", None))
+    if limit and nr_bytes > limit:  # a PDU longer than we announced: abort, read nothing
+        log.warning("PDU of %d bytes announced, over the limit of %d: aborting association",
+                    nr_bytes, limit)
+        return bytearray()  # short read: pynetdicom treats the PDU as invalid and aborts
     data = bytearray()
     while len(data) < nr_bytes:
         part = self.socket.recv(min(nr_bytes - len(data), _RECV_MAX))  # type: ignore[union-attr]

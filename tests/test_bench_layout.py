@@ -30,7 +30,8 @@ def test_bench_code_does_not_patch_sys_path() -> None:
         assert "sys.path" not in p.read_text(), p
 
 
-@pytest.mark.parametrize("module", ["bench.run", "bench.ingest", "bench.query", "bench.retrieve"])
+@pytest.mark.parametrize("module", ["bench.run", "bench.ingest", "bench.query", "bench.retrieve",
+                                    "bench.fuzz"])
 def test_bench_modules_run_with_dash_m(module: str) -> None:
     out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True,
                          text=True, timeout=120)

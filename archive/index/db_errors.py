@@ -6,7 +6,15 @@ error, whose `__cause__` is asyncpg's own exception (e.g. DeadlockDetectedError)
 
 from __future__ import annotations
 
-from asyncpg.exceptions import DeadlockDetectedError, SerializationError
+from asyncpg.exceptions import DataError as ServerDataError
+from asyncpg.exceptions import (
+    DeadlockDetectedError,
+    OperatorInterventionError,
+    PostgresConnectionError,
+    SerializationError,
+)
+from asyncpg.exceptions._base import DataError as ArgumentDataError
+from asyncpg.exceptions._base import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 # The database cannot be reached (connection refused or lost): retry later.
@@ -36,3 +44,27 @@ def causes(exc: BaseException) -> list[BaseException]:
 def is_retryable(exc: BaseException) -> bool:
     """A deadlock or serialization failure, however deeply wrapped."""
     return any(isinstance(c, RETRYABLE) for c in causes(exc))
+
+
+# A value the database cannot hold (SQLSTATE class 22, or an argument asyncpg cannot encode):
+# the input's fault, so a 4xx / DICOM failure with a reason rather than an internal error.
+BAD_VALUE: tuple[type[BaseException], ...] = (ServerDataError, ArgumentDataError, OverflowError)
+
+
+def is_bad_value(exc: BaseException) -> bool:
+    """The statement failed on a value (NUL in text, a number out of range, invalid JSON)."""
+    return any(isinstance(c, BAD_VALUE) for c in causes(exc))
+
+
+# PostgreSQL shutting down or restarting (class 57), a lost connection, a closed socket.
+GONE: tuple[type[BaseException], ...] = (*UNAVAILABLE, OperatorInterventionError,
+                                         PostgresConnectionError, TimeoutError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database is down, shutting down or unreachable: the request may succeed later
+    (503 / 0xA700), unlike a statement error. A value error (BAD_VALUE) never counts."""
+    found = causes(exc)
+    if any(isinstance(c, BAD_VALUE) for c in found):
+        return False
+    return any(isinstance(c, (*GONE, DriverInterfaceError)) for c in found)

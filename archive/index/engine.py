@@ -7,10 +7,12 @@ PostgreSQL, so behaviour is identical to a managed server. It is stopped with th
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ def embedded_postgres(pg_dir: Path) -> Iterator[str]:
 
     pg_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(pg_dir))
+    forget_dead_handles(pg_dir)
     server = pgserver.get_server(pg_dir, cleanup_mode="stop")
     try:
         yield str(server.get_uri())
@@ -47,12 +50,62 @@ def embedded_postgres(pg_dir: Path) -> Iterator[str]:
         server.cleanup()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def forget_dead_handles(pg_dir: Path) -> None:
+    """Drop processes that no longer exist from pgserver's list of users of this PostgreSQL.
+
+    pgserver stops the server when its last user exits, counting users in .handle_pids.json.
+    A user killed with SIGKILL never removes itself; a restarted archive then adopts the
+    running server but is never the "last" user, and leaves PostgreSQL running on exit."""
+    path = pg_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    alive = [p for p in pids if isinstance(p, int) and _alive(p)]
+    if alive != pids:
+        log.info("embedded PostgreSQL: forgetting %d exited user(s)", len(pids) - len(alive))
+        path.write_text(json.dumps(alive))
+
+
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 10, "pool_pre_ping": False}
+    """A pooled engine that survives a PostgreSQL restart: connections are pinged on checkout
+    (a dead one is replaced, not handed out) and recycled after POOL_RECYCLE seconds."""
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 10, "pool_pre_ping": True,
+                              "pool_recycle": POOL_RECYCLE}
     return create_async_engine(async_url(url), **kwargs)
 
 
 MIGRATION_LOCK = 0x41524348_4D494752  # pg_advisory_lock key: "ARCHMIGR"
+
+POOL_RECYCLE = 300
+
+
+async def release_idle(engine: AsyncEngine, every: float,
+                       first: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Close the pool's connections whenever none is in use during a period of `every` seconds.
+
+    PostgreSQL's "smart" shutdown waits for every session to end; a pool that keeps idle
+    connections forever would hold it off indefinitely. `first` releases connections held
+    outside the pool (the group committer's lease). Runs until cancelled."""
+    if every <= 0:
+        return
+    while True:
+        await asyncio.sleep(every)
+        if first is not None:
+            await first()
+        pool = engine.pool  # dispose() replaces the pool: read it afresh
+        if pool.checkedout() == 0 and pool.checkedin() > 0:  # type: ignore[attr-defined]
+            await engine.dispose(close=True)
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -84,3 +137,11 @@ def _upgrade(url: str, revision: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["database_url"] = url
     command.upgrade(cfg, revision)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database (callers bound it in time)."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

@@ -6,6 +6,7 @@ rendered as DICOM strings), so the same value means the same thing whichever doo
 
 from __future__ import annotations
 
+import math
 import re
 
 from archive.errors import InvalidQuery
@@ -90,9 +91,12 @@ def _numbers(value: str, vr: str, label: str) -> Match:
     for p in value.split("\\"):
         p = p.strip()
         try:
-            out.append(int(p) if vr in INTEGER_VRS else float(p))
+            number = int(p) if vr in INTEGER_VRS else float(p)
         except ValueError:
             raise InvalidQuery(f"{label}: {p[:40]!r} is not a valid {vr} number") from None
+        if not math.isfinite(number) or abs(number) >= 2**63:  # NaN/inf are not DICOM numbers
+            raise InvalidQuery(f"{label}: {p[:40]!r} is not a finite {vr} number")
+        out.append(number)
     return SingleValue(out[0]) if len(out) == 1 else ListOf(tuple(out))
 
 

@@ -1,0 +1,78 @@
+"""Issue 13 fault model: PostgreSQL down or shutting down → 503 + Retry-After (HTTP) and 0xA700
+(DIMSE), recovery without a restart, and a "smart" shutdown that completes because the pool
+releases idle connections. Uses a private cluster (tests/reliability/pg_cluster.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+from archive.workers import Workers
+from tests import factories as f
+from tests.conftest import RunningArchive, ServerThread, make_settings
+from tests.reliability.pg_cluster import Cluster
+from tests.reliability.test_bad_input import body_of, part, stow
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    c = Cluster()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def archive(cluster: Cluster, tmp_path: Path, worker_pools: Workers) -> Iterator[RunningArchive]:
+    t = ServerThread(make_settings(tmp_path, cluster.url, db_idle_release_seconds=1.0),
+                     cluster.url, worker_pools)
+    yield t.start()
+    t.stop()
+
+
+def c_store_status(server: RunningArchive, n: int) -> int:
+    ae = AE(ae_title="FAULTS")
+    ae.add_requested_context(CTImageStorage)
+    host, port, aet = server.dimse
+    assoc = ae.associate(host, port, ae_title=aet)
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(f.image("dimse-fault", number=n))
+        return int(status.Status)
+    finally:
+        assoc.release()
+
+
+def test_database_outage_is_503_and_recovers_without_restart(
+        cluster: Cluster, archive: RunningArchive) -> None:
+    assert stow(archive, body_of(part(f.to_bytes(f.image("before"))))).status_code == 200
+    cluster.stop("fast")
+    r = stow(archive, body_of(part(f.to_bytes(f.image("during")))))
+    assert r.status_code == 503, (r.status_code, r.text)
+    assert r.headers["Retry-After"].isdigit()
+    q = requests.get(archive.url + "/studies", timeout=30)
+    assert q.status_code == 503, (q.status_code, q.text)
+    assert q.headers["Retry-After"].isdigit()
+    assert c_store_status(archive, 1) == 0xA700
+    cluster.start()
+    r = stow(archive, body_of(part(f.to_bytes(f.image("after")))))
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert c_store_status(archive, 2) == 0x0000
+    q = requests.get(archive.url + "/studies", timeout=30)
+    assert q.status_code == 200 and len(q.json()) == 3
+
+
+def test_smart_shutdown_completes_while_the_archive_runs(
+        cluster: Cluster, archive: RunningArchive) -> None:
+    assert stow(archive, body_of(part(f.to_bytes(f.image("smart"))))).status_code == 200
+    assert requests.get(archive.url + "/studies", timeout=30).status_code == 200
+    started = time.monotonic()
+    cluster.stop("smart", timeout=30)  # raises if the pool's idle connections hold it off
+    assert time.monotonic() - started < 30
+    cluster.start()
+    assert requests.get(archive.url + "/studies", timeout=30).status_code == 200
