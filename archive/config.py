@@ -55,6 +55,10 @@ class Settings:
     oidc_site_claim: str = "site"
     anonymous_role: str = "reader"
     audit_syslog: str | None = None
+    release_workflow: bool = False  # contributed datasets are staged until a curator releases them
+    sequester_fraction: float = 0.2  # share of new cases a release sequesters
+    strata_attributes: tuple[str, ...] = (
+        "site", "sex", "covid19_positive", "age", "race", "ethnicity", "modality")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def peer(self, ae_title: str) -> Peer | None:
@@ -125,6 +129,26 @@ def _host_port(v: str) -> str | None:
     return v
 
 
+def _fraction(v: str) -> float:
+    f = float(v)
+    if not 0.0 <= f <= 1.0:
+        raise ConfigError(f"sequester fraction must be within [0, 1], not {v}")
+    return f
+
+
+STRATA_ATTRIBUTES = ("site", "sex", "covid19_positive", "age", "race", "ethnicity", "modality")
+
+
+def _strata(v: str | list[str]) -> tuple[str, ...]:
+    items = v if isinstance(v, list) else v.split(",")
+    names = tuple(s.strip() for s in items if s.strip())
+    unknown = [n for n in names if n not in STRATA_ATTRIBUTES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ConfigError(f"strata attributes must be distinct names among {STRATA_ATTRIBUTES}, "
+                          f"not {v!r}")
+    return names
+
+
 def _policy(v: str) -> str:
     if v not in DUPLICATE_POLICIES:
         raise ConfigError(f"duplicate policy must be one of {DUPLICATE_POLICIES}, not {v!r}")
@@ -158,6 +182,9 @@ PARSERS: dict[str, Any] = {
     "oidc_site_claim": str,
     "anonymous_role": _anonymous_role,
     "audit_syslog": _host_port,
+    "release_workflow": _bool,
+    "sequester_fraction": _fraction,
+    "strata_attributes": _strata,
 }
 
 

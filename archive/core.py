@@ -62,6 +62,7 @@ class Core:
     requests_in_flight: int = 0  # HTTP requests being handled (for graceful drain)
     committer: Any = None  # archive.group_commit.GroupCommitter, created on first ingest
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    suggestions: Any = None  # archive.commons.suggest.SuggestionService: one per process
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

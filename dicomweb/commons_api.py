@@ -19,6 +19,7 @@ from aiohttp import web
 from archive.commons import clinical, cohorts, facets, harmonize, sites
 from archive.commons.rows import RowErrors
 from archive.commons.selection import check_pairs
+from archive.commons.suggest import service as suggest_service
 from archive.core import Caller
 from archive.errors import InvalidRequest, NotFound
 from dicomweb.auth import caller_from_request, is_curator
@@ -101,6 +102,8 @@ async def get_descriptions(request: web.Request) -> web.Response:
     status = request.rel_url.query.get("status", "unmapped")
     async with request.app[CORE].engine.connect() as conn:
         rows = await harmonize.list_descriptions(conn, caller_from_request(request), status)
+    if status == "unmapped":  # the curators' worklist gains the top suggestions per row
+        rows = await suggest_service(request.app[CORE]).annotate(request.app[CORE], rows)
     return _json({"status": status, "descriptions": rows})
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dicomweb import commons_api, qido, stow, wado
+from dicomweb import commons_api, curation_api, qido, stow, wado
 
 
 def dicomweb_routes(prefix: str) -> list[web.RouteDef]:
@@ -27,4 +27,4 @@ def dicomweb_routes(prefix: str) -> list[web.RouteDef]:
 
 def commons_routes() -> list[web.RouteDef]:
     """The /commons API (clinical data, harmonization, cohorts); also mounts cohort roots."""
-    return commons_api.routes("/commons")
+    return [*commons_api.routes("/commons"), *curation_api.routes("/commons")]

@@ -24,3 +24,7 @@ def register(core: Core) -> None:
     ext.result_attributes[PREFIX] = result_attributes
     ext.index_hooks.append(harmonize_study)
     ext.enrichers.append(attribute_dataset)
+    if core.settings.release_workflow:
+        from archive.commons.releases import staging_enricher
+
+        ext.enrichers.append(staging_enricher(core.settings.default_collection))

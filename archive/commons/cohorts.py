@@ -17,10 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons.harmonize import current_version
+from archive.commons.releases import record_cohort_release
 from archive.commons.selection import check_pairs, pairs_from, study_select
 from archive.core import Caller, Core
 from archive.errors import InvalidRequest, NotFound
-from archive.index.visibility import SEQUESTERED, cohort_uuid, visible_sql
+from archive.index.visibility import SEQUESTERED, STAGED, cohort_uuid, visible_sql
 
 MAX_NAME = 200
 
@@ -61,6 +62,7 @@ async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
             await conn.execute(insert(cohort_study).from_select(
                 ["cohort_id", "study_pk"], select(literal(cid), compiled.c.pk)))
             await _freeze_instances(conn, cid)
+            await record_cohort_release(conn, cid)
         return await get(conn, caller, str(cid))
 
 
@@ -81,13 +83,18 @@ async def _freeze_instances(conn: AsyncConnection, cid: uuid.UUID) -> None:
             size_bytes = (SELECT COALESCE(sum(i.size_bytes), 0) FROM cohort_instance ci
                           JOIN instance i ON i.pk = ci.instance_pk WHERE ci.cohort_id = :id),
             restricted = EXISTS (SELECT 1 FROM cohort_study cs JOIN study s ON s.pk = cs.study_pk
-                                 WHERE cs.cohort_id = :id AND s.collection = '{SEQUESTERED}')
+                                 WHERE cs.cohort_id = :id
+                                 AND s.collection IN ('{SEQUESTERED}', '{STAGED}'))
         WHERE c.id = :id
         """), {"id": cid})
 
 
+_WITH_RELEASE = ("c.*, cr.release_number FROM cohort c "
+                 "LEFT JOIN cohort_release cr ON cr.cohort_id = c.id")
+
+
 def _row(r: Any) -> dict[str, Any]:
-    return {"id": str(r.id), "name": r.name,
+    return {"id": str(r.id), "name": r.name, "release": r.release_number,
             "query": [tuple(p) for p in r.query["filters"]],
             "mapping_version": r.mapping_version,
             "counts": {"cases": r.num_cases, "studies": r.num_studies, "series": r.num_series,
@@ -100,7 +107,8 @@ async def get(conn: AsyncConnection, caller: Caller, cohort_id: str) -> dict[str
     cid = cohort_uuid(cohort_id)
     row = None
     if cid is not None:
-        row = (await conn.execute(text("SELECT * FROM cohort WHERE id = :id"),
+        row = (await conn.execute(text(
+            f"SELECT {_WITH_RELEASE} WHERE c.id = :id"),
                                   {"id": cid})).first()
     if row is None or (row.restricted and not caller.may_see_sequestered):
         raise NotFound(f"no cohort {cohort_id}")
@@ -109,7 +117,7 @@ async def get(conn: AsyncConnection, caller: Caller, cohort_id: str) -> dict[str
 
 async def list_all(conn: AsyncConnection, caller: Caller) -> list[dict[str, Any]]:
     rows = (await conn.execute(text(
-        "SELECT * FROM cohort WHERE (:all OR NOT restricted) ORDER BY created_at"),
+        f"SELECT {_WITH_RELEASE} WHERE (:all OR NOT c.restricted) ORDER BY c.created_at"),
         {"all": caller.may_see_sequestered})).all()
     return [_row(r) for r in rows]
 

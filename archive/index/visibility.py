@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, and_, false, select, true
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from archive.core import Caller
 from archive.index.tables import study
 
 SEQUESTERED = "sequestered"
+STAGED = "staged"  # waiting for its dataset's release (--release-workflow): curators and the
+# contributors of the study's own site see it, nobody else
+
+
+def _sees_staged_of(caller: Caller) -> str | None:
+    """The site whose staged studies a contributor sees (roles come from authentication only)."""
+    return caller.site if "contributor" in caller.roles else None
 
 
 def cohort_uuid(value: str) -> uuid.UUID | None:
@@ -29,6 +36,9 @@ def visible_to(caller: Caller) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = []
     if not caller.may_see_sequestered:
         conditions.append(study.c.collection != SEQUESTERED)
+        own = _sees_staged_of(caller)
+        conditions.append(study.c.collection != STAGED if own is None
+                          else or_(study.c.collection != STAGED, study.c.site == own))
     if caller.cohort is not None:
         from archive.commons.tables import cohort_study
 
@@ -46,6 +56,9 @@ def visible_sql(caller: Caller, alias: str = "study") -> str:
     parts = ["TRUE"]
     if not caller.may_see_sequestered:
         parts.append(f"{alias}.collection <> '{SEQUESTERED}'")
+        # (conservative twin: no site text is ever embedded, so contributors' own staged
+        # studies show only through visible_to)
+        parts.append(f"{alias}.collection <> '{STAGED}'")
     if caller.cohort is not None:
         cid = cohort_uuid(caller.cohort)
         parts.append(
