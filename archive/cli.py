@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archive import cli_keys, config
+from archive import cli_curation, cli_keys, config
 from archive.errors import ConfigError
 from archive.logs import configure
 
@@ -42,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
                    help="bearer token that may see sequestered data (ARCHIVE_CURATOR_TOKEN)")
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     cli_keys.add_serve_flags(s)
+    cli_curation.add_serve_flags(s)
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     up = dbsub.add_parser("upgrade", help="apply migrations and exit")
@@ -57,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_commands(sub, _common)
     cli_keys.add_commands(sub, _common)
+    cli_curation.add_commands(sub, _common)
     _viewer_parser(sub)
     return ap
 
@@ -87,7 +89,8 @@ def _viewer(args: argparse.Namespace) -> int:
 def settings_from(args: argparse.Namespace) -> config.Settings:
     keys = ("host", "http_port", "dimse_port", "ae_title", "data_dir", "database_url",
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
-            "viewer_dir", "curator_token", "log_level", *cli_keys.SERVE_SETTINGS)
+            "viewer_dir", "curator_token", "log_level", *cli_keys.SERVE_SETTINGS,
+            *cli_curation.SERVE_SETTINGS)
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)
     if peers:
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         from archive.bulk_import import run_import
 
         return asyncio.run(run_import(settings, args))
+    if cli_curation.handles(args):
+        return cli_curation.main_for(args, settings)
     if args.command in ("clinical", "loinc", "mapping", "cohort"):
         from archive.cli_commons import main_for
 
