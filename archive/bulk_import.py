@@ -11,13 +11,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from archive import commons, group_commit
 from archive.config import Settings
 from archive.core import Caller, Core
 from archive.errors import ArchiveError
-from archive.index.engine import create_engine, upgrade
 from archive.ingest import ingest
-from storage.filesystem import FileBlobStore, NoSpace, SpoolLimitExceeded
+from archive.runtime import open_core
+from storage.filesystem import NoSpace, SpoolLimitExceeded
 
 PARALLEL = 4
 
@@ -33,20 +32,12 @@ def walk(paths: list[Path]) -> Iterator[Path]:
 
 
 async def run_import(settings: Settings, args: argparse.Namespace) -> int:
-    from archive.server import database
-
     files = list(walk(args.paths))
     missing = [p for p in args.paths if not p.exists()]
-    async with database(settings) as url:
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url)
-        core = Core(settings=settings, engine=engine, blobs=FileBlobStore(settings.storage_dir))
-        commons.register(core)
+    async with open_core(settings) as core:
         caller = Caller(site=args.site, dataset=args.dataset, collection=args.collection,
                         ae_title=None)
         counts, failures = await _import_all(core, files, caller, not args.no_progress)
-        await group_commit.close(core)
-        await engine.dispose()
     for p in missing:
         failures.append((p, "no such file or directory"))
     print(f"stored {counts['stored'] + counts['replaced']}, duplicates {counts['duplicate']}, "

@@ -135,11 +135,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _db_upgrade(settings: config.Settings) -> int:
-    from archive.index.engine import upgrade
-    from archive.server import database
+    from archive.runtime import open_core
 
-    async with database(settings) as url:
-        await asyncio.to_thread(upgrade, url)
+    async with open_core(settings, pool_size=1):
+        pass  # opening a core migrates the database (and sweeps orphans when alone)
     print("database is at the latest revision")
     return 0
 

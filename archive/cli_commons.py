@@ -84,17 +84,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _with_db(settings: Settings, args: argparse.Namespace) -> int:
-    from archive.index.engine import create_engine, upgrade
-    from archive.server import database
+    from archive.runtime import open_core
 
-    async with database(settings) as url:
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url, pool_size=2)
-        try:
-            async with engine.begin() as conn:
-                return await _db_command(conn, args)
-        finally:
-            await engine.dispose()
+    async with open_core(settings, pool_size=2) as core, core.engine.begin() as conn:
+        return await _db_command(conn, args)
 
 
 async def _db_command(conn: Any, args: argparse.Namespace) -> int:

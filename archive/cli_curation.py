@@ -67,30 +67,20 @@ def main_for(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from archive import commons
-    from archive.core import Core
     from archive.errors import ArchiveError
-    from archive.index.engine import create_engine, upgrade
-    from archive.server import database
-    from storage.filesystem import FileBlobStore
+    from archive.runtime import open_core
 
-    async with database(settings) as url:
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url, pool_size=2)
-        core = Core(settings=settings, engine=engine, blobs=FileBlobStore(settings.storage_dir))
-        commons.register(core)
-        try:
+    try:
+        async with open_core(settings, pool_size=2) as core:
             _print(await _command(core, args))
-        except ArchiveError as exc:
-            print(f"archive: {exc.reason}", file=sys.stderr)
-            for line in getattr(exc, "problems", ()):
-                print(f"  {line}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"archive: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            await engine.dispose()
+    except ArchiveError as exc:
+        print(f"archive: {exc.reason}", file=sys.stderr)
+        for line in getattr(exc, "problems", ()):
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"archive: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -86,19 +86,13 @@ def main_for(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _with_db(settings: Settings, args: argparse.Namespace) -> int:
-    from archive.index.engine import create_engine, upgrade
-    from archive.server import database
+    from archive.runtime import open_core
 
-    async with database(settings) as url:
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url, pool_size=2)
-        try:
-            if args.command == "audit":
-                return await _export(engine, args)
-            async with engine.begin() as conn:
-                return await _keys(conn, args)
-        finally:
-            await engine.dispose()
+    async with open_core(settings, pool_size=2) as core:
+        if args.command == "audit":
+            return await _export(core.engine, args)
+        async with core.engine.begin() as conn:
+            return await _keys(conn, args)
 
 
 async def _keys(conn: Any, args: argparse.Namespace) -> int:

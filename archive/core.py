@@ -1,4 +1,4 @@
-"""Core: the dependencies every use case takes, assembled once by the server."""
+"""Core: the dependencies every use case takes, assembled once by `archive.runtime.open_core`."""
 
 from __future__ import annotations
 
@@ -10,25 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from archive.caller import Caller as Caller
 from archive.config import Settings
 from storage.filesystem import FileBlobStore
 
 if TYPE_CHECKING:
     from archive.index.writes import Attribution
     from archive.instance import InstanceFacts
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking: built by each door (calling AE title, HTTP credentials, STOW parameters)."""
-
-    ae_title: str | None = None
-    site: str | None = None
-    dataset: str | None = None
-    collection: str | None = None
-    may_see_sequestered: bool = False
-    cohort: str | None = None
-    roles: frozenset[str] = frozenset()
+    from archive.workers import Workers
 
 
 # Namespaced query keys (e.g. "commons.site"): (key, raw value) → boolean clause over the study
@@ -57,6 +46,7 @@ class Core:
     engine: AsyncEngine
     blobs: FileBlobStore
     executor: Executor | None = None
+    workers: Workers | None = None  # parse/transcode processes (None: threads)
     extensions: Extensions = field(default_factory=Extensions)
     in_flight: int = 0  # ingests running (any door)
     requests_in_flight: int = 0  # HTTP requests being handled (for graceful drain)

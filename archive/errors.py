@@ -36,6 +36,10 @@ class ArchiveError(Exception):
         self.sop_uid: str | None = None
         self.sop_class_uid: str | None = None
 
+    def details(self) -> dict[str, object]:
+        """Extra fields a door adds to its error body (e.g. per-row errors); none by default."""
+        return {}
+
 
 class ConfigError(ArchiveError):
     """A setting could not be parsed."""
@@ -101,3 +105,20 @@ class InvalidQuery(ArchiveError):
 
 class NotFound(ArchiveError):
     """The requested study, series, instance or resource does not exist (or is not visible)."""
+
+
+class Forbidden(ArchiveError):
+    """The change needs a right the caller lacks (e.g. the curator token). Only for writes:
+    reads of data the caller may not see are NotFound, so existence is not disclosed."""
+
+
+class Conflict(ArchiveError):
+    """The request is valid but the archive's state refuses it (e.g. nothing left to release)."""
+
+
+class NotAllowed(ArchiveError):
+    """The resource exists but does not support this method (e.g. a frozen cohort's root)."""
+
+    def __init__(self, reason: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(reason)
+        self.allowed = allowed

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from archive.core import Core
 from archive.errors import ArchiveError, ArchiveUnavailable, StorageFull
+from archive.index.db_errors import UNAVAILABLE, DatabaseError, is_retryable
 from archive.index.writes import Attribution, Indexed, recount, upsert_instance
 from archive.instance import InstanceFacts
 from storage.base import Spooled
@@ -118,7 +118,7 @@ class GroupCommitter:
             async with self.core.engine.connect() as conn:
                 rows = (await conn.execute(
                     _IDENTICAL, {"uids": list({i.facts.sop_uid for i in batch})})).all()
-        except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
+        except UNAVAILABLE as exc:
             raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
         stored = {r.sop_uid: r.sha256 for r in rows}
         todo = []
@@ -155,10 +155,10 @@ class GroupCommitter:
                 for item in ordered:
                     item.indexed, item.error = None, None
                 await self._index_once(ordered, isolate=True)
-        except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
+        except UNAVAILABLE as exc:
             for item in items:
                 item.indexed, item.error = None, ArchiveUnavailable(f"index unavailable: {exc}")
-        except DBAPIError as exc:
+        except DatabaseError as exc:
             for item in items:
                 item.indexed, item.error = None, _db_error(exc)
 
@@ -178,7 +178,7 @@ class GroupCommitter:
                         )
                         for hook in hooks:
                             await hook(conn, item.facts, indexed.study_pk)
-                except (OperationalError, InterfaceError, OSError, ConnectionError):
+                except UNAVAILABLE:
                     raise
                 except Exception as exc:  # this instance fails alone
                     if not isolate:
@@ -206,10 +206,8 @@ def _lock_order(item: _Item) -> tuple[str, str, str, str, str]:
 def _db_error(exc: BaseException) -> BaseException:
     if isinstance(exc, ArchiveError):
         return exc
-    if isinstance(exc, DBAPIError) and (
-        "deadlock" in str(exc).lower() or "serializ" in str(exc).lower()
-    ):
-        return ArchiveUnavailable(f"index busy, retry: {exc.orig}")
+    if is_retryable(exc):  # deadlock / serialization failure: matched by asyncpg's class
+        return ArchiveUnavailable(f"index busy, retry: {getattr(exc, 'orig', exc)}")
     return exc
 
 

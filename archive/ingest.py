@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -22,12 +20,9 @@ from archive.core import Caller, Core
 from archive.errors import ArchiveError, StudyMismatch
 from archive.index.writes import Attribution
 from archive.instance import InstanceFacts, read_instance
-from archive.workers import process_pool
 from storage.base import Spooled
 
 log = logging.getLogger("archive.ingest")
-PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
-_POOL: ProcessPoolExecutor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,39 +90,19 @@ async def _ingest(
     return _stored(facts, indexed.outcome)
 
 
-def _parse_pool() -> ProcessPoolExecutor | None:
-    global _POOL
-    if _POOL is None:
-        try:
-            _POOL = process_pool(PARSE_WORKERS)
-        except (OSError, ValueError) as exc:  # no process support: parse in a thread
-            log.warning("no parse worker processes (%s); parsing in threads", exc)
-    return _POOL
-
-
-def start_parse_workers() -> None:
-    """Start the parse workers now (at server start) rather than on the first ingest."""
-    pool = _parse_pool()
-    if pool is not None:
-        for _ in range(PARSE_WORKERS):
-            pool.submit(os.getpid)
-
-
 async def parse(core: Core, spooled: Spooled) -> InstanceFacts:
     """Parse a spooled instance in a worker process: header parsing is the biggest CPU cost of
     ingest, and in worker processes it runs beside the event loop instead of holding its GIL."""
-    global _POOL
-    pool = _parse_pool()
-    if pool is None:
+    workers = core.workers.parse if core.workers is not None else None
+    pool = workers.get() if workers is not None else None
+    if workers is None or pool is None:
         return await core.run_blocking(read_instance, spooled.path, spooled.size)
     try:
         return await asyncio.get_running_loop().run_in_executor(
             pool, read_instance, spooled.path, spooled.size
         )
     except BrokenProcessPool:
-        if _POOL is pool:  # a worker died (e.g. killed): start a new pool next time
-            _POOL = None
-            pool.shutdown(wait=False)
+        workers.broken(pool)  # a worker died (e.g. killed): a new pool next time
         return await core.run_blocking(read_instance, spooled.path, spooled.size)
 
 

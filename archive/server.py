@@ -1,6 +1,5 @@
-"""Composition root: Settings → database, blob store, Core → DICOMweb app + DIMSE listener.
-
-The only core module allowed to import the doors.
+"""`archive serve`: a core from `archive.runtime.open_core`, with both doors in front of it
+(the DICOMweb app and the DIMSE listener). With the CLI, the only place that imports the doors.
 """
 
 from __future__ import annotations
@@ -14,49 +13,25 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from archive import commons, group_commit
 from archive.config import Settings
 from archive.core import Core
-from archive.index.engine import create_engine, embedded_postgres, upgrade
-from archive.ingest import start_parse_workers
-from archive.sweep import sweep_orphans
-from archive.transcode import start_transcode_workers
-from storage.filesystem import FileBlobStore
+from archive.runtime import open_core
+from archive.workers import Workers
+from dicomweb.app import create_app
+from dimse.listener import Listener
+from dimse.tuning import tune_pynetdicom
 
 log = logging.getLogger("archive.server")
 
 
 @asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[str]:
-    """The configured database URL, or an embedded PostgreSQL started for the server's lifetime."""
-    if settings.database_url:
-        yield settings.database_url
-        return
-    stack = contextlib.ExitStack()
-    url = await asyncio.to_thread(stack.enter_context, embedded_postgres(settings.pg_dir))
-    try:
-        yield url
-    finally:
-        await asyncio.to_thread(stack.close)
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Core]:
-    """Start everything; on exit stop accepting, let in-flight stores finish, close cleanly."""
-    from dicomweb.app import create_app
-    from dimse.listener import Listener
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with database(settings) as url:
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url)
-        blobs = FileBlobStore(settings.storage_dir)
-        await sweep_orphans(engine, blobs)
-        core = Core(settings=settings, engine=engine, blobs=blobs)
-        commons.register(core)
-        core.idle.set()
-        start_parse_workers()
-        start_transcode_workers()
+async def running(settings: Settings, workers: Workers | None = None) -> AsyncIterator[Core]:
+    """Open the core, start both doors; on exit stop accepting, let in-flight stores finish,
+    close cleanly. `workers`: pools shared with other archives in this process (tests)."""
+    async with open_core(settings, workers=workers) as core:
+        assert core.workers is not None
+        core.workers.start()  # spawn now, not on the first store or conversion
+        tune_pynetdicom()
         runner = web.AppRunner(create_app(core), access_log=None, shutdown_timeout=30)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.http_port)
@@ -68,13 +43,9 @@ async def running(settings: Settings) -> AsyncIterator[Core]:
             yield core
         finally:
             await _stop(core, runner, listener)
-            await engine.dispose()
 
 
-async def _stop(core: Core, runner: web.AppRunner, listener: object) -> None:
-    from dimse.listener import Listener
-
-    assert isinstance(listener, Listener)
+async def _stop(core: Core, runner: web.AppRunner, listener: Listener) -> None:
     listener.stop_accepting()
     for site in list(runner.sites):
         await site.stop()  # no new connections
@@ -91,8 +62,7 @@ async def _stop(core: Core, runner: web.AppRunner, listener: object) -> None:
         await asyncio.sleep(0.1)
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(core.idle.wait(), 30)
-    await group_commit.close(core)
-    listener.abort_all()
+    listener.abort_all()  # the runtime then drains the group committer
     log.info("stopped")
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -51,7 +49,7 @@ from archive.transfer_syntax import (
     MPEG4_AVC,
     RLE_LOSSLESS,
 )
-from archive.workers import process_pool
+from archive.workers import WorkerPool
 
 # Syntaxes we can write from any decodable instance.
 NATIVE_TARGETS = (EXPLICIT_VR_LE, IMPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE)
@@ -114,58 +112,30 @@ def require_convertible(source: str, target: str) -> None:
 
 
 log = logging.getLogger("archive.transcode")
-TRANSCODE_WORKERS = max(1, min(4, os.cpu_count() or 1))
-_POOL: ProcessPoolExecutor | None = None
 
 
-def _transcode_pool() -> ProcessPoolExecutor | None:
-    """Worker processes for whole-instance transcoding, started on first use.
-
-    Codecs (CharLS, libjpeg, OpenJPEG) hold the GIL while they decode, and pydicom's parsing
-    and writing are pure Python: in a thread they would stall the event loop for tens of ms
-    per instance. In processes they run beside it; only the result bytes cross a pipe.
-    """
-    global _POOL
-    if _POOL is None:
-        try:
-            _POOL = process_pool(TRANSCODE_WORKERS)
-        except (OSError, ValueError) as exc:  # no process support: transcode in threads
-            log.warning("no transcode worker processes (%s); transcoding in threads", exc)
-    return _POOL
-
-
-def start_transcode_workers() -> None:
-    """Start the workers (and load the codecs) at server start rather than on the first
-    retrieve that needs a conversion: a cold spawn costs seconds on a busy machine."""
-    pool = _transcode_pool()
-    if pool is not None:
-        for _ in range(TRANSCODE_WORKERS):
-            pool.submit(_warm)
-
-
-def _warm() -> None:
+def warm() -> None:
+    """Load the codecs in a fresh transcode worker (so the first retrieve does not)."""
     for ts in (JPEG_LS_LOSSLESS, RLE_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_LOSSLESS_SV1):
         decoder_for(ts)
 
 
-async def transcode(loc: Located, target: str) -> bytes:
-    """transcode_file() off the event loop, in a worker process (a thread if there are none).
+async def transcode(workers: WorkerPool | None, loc: Located, target: str) -> bytes:
+    """transcode_file() off the event loop, in a worker process of `workers` (a thread if
+    there are none).
 
     If the pool breaks (a worker was killed, or a codec crashed on some data) the job is
     tried once more in a fresh pool, never in this process: a codec that crashes on this
     instance would take the whole archive down with it. A second break is a NotAcceptable."""
-    global _POOL
     loop = asyncio.get_running_loop()
     for attempt in (1, 2):
-        pool = _transcode_pool()
-        if pool is None:
+        pool = workers.get() if workers is not None else None
+        if workers is None or pool is None:
             break
         try:
             return await loop.run_in_executor(pool, transcode_file, loc, target)
         except BrokenProcessPool as exc:
-            if _POOL is pool:
-                _POOL = None
-                pool.shutdown(wait=False)
+            workers.broken(pool)
             log.warning("transcode worker died converting %s (attempt %d)", loc.sop_uid, attempt)
             if attempt == 2:
                 raise NotAcceptable(

@@ -1,18 +1,25 @@
 """Worker process pools for CPU-heavy pydicom and codec work (header parsing, transcoding).
 
 Such work in a thread would hold the event loop's GIL for tens of milliseconds; in `spawn`ed
-processes it runs beside it. The pools are process-wide (like the default thread pool): every
-archive started in one process shares them, which keeps many in-process servers (tests) cheap.
+processes it runs beside it. The pools belong to the runtime that opened them
+(`archive.runtime.open_core`), not to the process: a caller that runs many archives in one
+process (the test suite) hands one `Workers` to each of them, so cold spawns are paid once.
 Workers watch their parent and exit with it, even after kill -9, so no orphans are left.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+log = logging.getLogger("archive.workers")
+DEFAULT_SIZE = max(1, min(4, os.cpu_count() or 1))
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -33,3 +40,61 @@ def process_pool(size: int) -> ProcessPoolExecutor:
         initializer=_exit_with_parent,
         initargs=(os.getpid(),),
     )
+
+
+class WorkerPool:
+    """One named pool, started on first use and replaced when a worker dies.
+
+    `get()` is None where the platform cannot start processes: callers then use threads."""
+
+    def __init__(self, name: str, size: int = DEFAULT_SIZE,
+                 warm: Callable[[], object] | None = None) -> None:
+        self.name, self.size, self.warm = name, size, warm
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()  # several archives' loops may share one WorkerPool
+
+    def get(self) -> ProcessPoolExecutor | None:
+        with self._lock:
+            if self._pool is None:
+                try:
+                    self._pool = process_pool(self.size)
+                except (OSError, ValueError) as exc:  # no process support
+                    log.warning("no %s worker processes (%s); using threads", self.name, exc)
+            return self._pool
+
+    def start(self) -> None:
+        """Spawn the workers now (at start-up) rather than on the first job: a cold spawn costs
+        seconds on a busy machine."""
+        pool = self.get()
+        if pool is not None:
+            for _ in range(self.size):
+                pool.submit(self.warm or os.getpid)
+
+    def broken(self, pool: ProcessPoolExecutor) -> None:
+        """A worker of `pool` died (killed, or a codec crashed): the next job gets a fresh pool."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """The runtime's pools: instance-header parsing (ingest) and transcoding (retrieve)."""
+
+    parse: WorkerPool
+    transcode: WorkerPool
+
+    def start(self) -> None:
+        self.parse.start()
+        self.transcode.start()
+
+    def close(self) -> None:
+        self.parse.close()
+        self.transcode.close()

@@ -8,16 +8,14 @@ from archive.core import Core
 from dicomweb import cors, viewer
 from dicomweb.errors import error_middleware
 from dicomweb.keys import CORE
-from dicomweb.routes import commons_routes, dicomweb_routes
-from dicomweb.urls import ROOT
+from dicomweb.routes import all_routes, route_defs
 
 
 def create_app(core: Core) -> web.Application:
     # client_max_size bounds only whole-body reads; STOW streams and counts bytes itself.
     app = web.Application(middlewares=[error_middleware], client_max_size=16 * 1024**2)
     app[CORE] = core
-    app.add_routes(dicomweb_routes(ROOT))
-    app.add_routes(commons_routes())
+    app.add_routes(route_defs(all_routes()))
     viewer.install(app, core.settings.viewer_dir)  # /viewer/ when --viewer-dir is given
     cors.install(app, core.settings.cors_origin, exempt_prefix=viewer.MOUNT)
     return app

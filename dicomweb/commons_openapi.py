@@ -48,7 +48,9 @@ def _op(summary: str, responses: dict[str, Any], params: list[dict[str, Any]] | 
 
 
 FILTERS = ("Any QIDO-RS matching key (DICOM keyword or tag, any level) and any commons.* key; "
-           "same matching rules as QIDO-RS.")
+           "same matching rules as QIDO-RS. commons.* values use the DICOM grammar too "
+           "(PS3.18 §8.3.4): `\\` separates alternatives, `a-b` is a range with optional ends; "
+           "`,` lists and `a..b` ranges are accepted as aliases.")
 COHORT = _param("cohort", "cohort id (UUID)", True, "path")
 
 

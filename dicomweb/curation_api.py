@@ -2,15 +2,15 @@
 test sets, LOINC suggestions. Translation only: archive.commons.{releases,qc,testsets,suggest}
 decide.
 
-Who may call what (`routes()` lists it): QC, release, overrides and test sets are curator
-actions (the curator credential is required; with none configured nobody may); the release
-list and LOINC suggestions are reads.
+Who may call what (dicomweb/routes.py `CURATION` lists it): QC, release, overrides and test
+sets are curator actions (the curator credential is required; with none configured nobody may);
+the release list and LOINC suggestions are reads. Errors are typed and mapped in
+dicomweb/errors.py, except a test set's shortfall, whose 409 body lists the unmet quotas.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -19,11 +19,10 @@ from archive.commons import qc, releases, testsets
 from archive.commons.suggest import parse_limit, service
 from archive.curation.testsets import Shortfall
 from archive.errors import InvalidRequest
-from dicomweb.auth import caller_from_request, is_curator
+from dicomweb.auth import caller_from_request
 from dicomweb.keys import CORE
 from dicomweb.urls import base_url
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_DESCRIPTION = 1024
 
 
@@ -33,11 +32,8 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _curator(request: web.Request) -> str:
-    """The curator's name for the record; 403 unless the request carries the curator credential."""
-    if not is_curator(request):
-        raise web.HTTPForbidden(text=json.dumps(
-            {"error": "this is a curator action (Authorization: Bearer <curator token>)",
-             "status": 403}), content_type="application/json")
+    """The curator's name for the record; Forbidden (403) unless the caller is a curator."""
+    releases.authorize_curator(caller_from_request(request))
     return request.headers.get("X-Archive-Curator", "curator")
 
 
@@ -59,11 +55,8 @@ async def get_qc(request: web.Request) -> web.Response:
 async def post_release(request: web.Request) -> web.Response:
     curator = _curator(request)
     body = await _body(request, required=False)
-    try:
-        made = await releases.release(request.app[CORE], [request.match_info["dataset"]], body,
-                                      curator)
-    except releases.NothingToRelease as exc:
-        return _json({"error": exc.reason, "status": 409}, status=409)
+    made = await releases.release(request.app[CORE], [request.match_info["dataset"]], body,
+                                  curator)
     return _json(made, status=201,
                  headers={"Location": f"{base_url(request)}/commons/releases/{made['number']}"})
 
@@ -115,21 +108,3 @@ async def get_suggest(request: web.Request) -> web.Response:
                                         parse_limit(q.get("limit")))
     return _json({"modality": q.get("modality"), "description": description,
                   "suggestions": [s.as_dict() for s in found]})
-
-
-# (method, path under /commons, handler, permission): "read" anyone, "curate" curators only
-TABLE: tuple[tuple[str, str, Handler, str], ...] = (
-    ("GET", "/datasets/{dataset}/qc", get_qc, "curate"),
-    ("POST", "/datasets/{dataset}/release", post_release, "curate"),
-    ("GET", "/releases", list_releases, "read"),
-    ("GET", "/releases/{number}", get_release, "read"),
-    ("POST", "/cases/{case}/partition", post_partition, "curate"),
-    ("POST", "/testsets", post_testset, "curate"),
-    ("GET", "/testsets", list_testsets, "curate"),
-    ("GET", "/loinc/suggest", get_suggest, "read"),
-)
-
-
-def routes(prefix: str = "/commons") -> list[web.RouteDef]:
-    return [web.route(m, prefix + p, h) if m != "GET" else web.get(prefix + p, h)
-            for m, p, h, _ in TABLE]

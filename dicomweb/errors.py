@@ -19,6 +19,8 @@ log = logging.getLogger("dicomweb")
 
 STATUS: list[tuple[type[e.ArchiveError], int]] = [
     (e.NotFound, 404),
+    (e.Forbidden, 403),
+    (e.NotAllowed, 405),
     (e.UnsupportedMediaType, 415),
     (e.NotAcceptable, 406),
     (e.PayloadTooLarge, 413),
@@ -26,6 +28,7 @@ STATUS: list[tuple[type[e.ArchiveError], int]] = [
     (e.ArchiveUnavailable, 503),
     (e.InvalidQuery, 400),
     (e.InvalidRequest, 400),
+    (e.Conflict, 409),
     (e.StudyMismatch, 409),
     (e.DuplicateInstance, 409),
     (e.InvalidInstance, 400),
@@ -47,14 +50,21 @@ def warning_header(reason: str, limit: int = 500) -> str:
     return f'299 - "{one_line.encode("ascii", "replace").decode()[:limit]}"'
 
 
-def error_response(status: int, reason: str) -> web.Response:
-    body = json.dumps({"error": reason, "status": status})
+def error_response(status: int, reason: str, details: dict[str, object] | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    body = json.dumps({"error": reason, "status": status} | (details or {}))
     return web.Response(
         status=status,
         text=body,
         content_type="application/json",
-        headers={"Warning": warning_header(reason)},
+        headers={"Warning": warning_header(reason)} | (headers or {}),
     )
+
+
+def archive_error_response(exc: e.ArchiveError) -> web.Response:
+    """The response for a typed core error: status, reason, the error's details, Allow."""
+    headers = {"Allow": ",".join(sorted(exc.allowed))} if isinstance(exc, e.NotAllowed) else None
+    return error_response(status_for(exc), exc.reason, exc.details(), headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,7 +79,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except e.ArchiveError as exc:
-        return error_response(status_for(exc), exc.reason)
+        return archive_error_response(exc)
     except web.HTTPException:
         raise
     except Exception:

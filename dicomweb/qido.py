@@ -117,7 +117,7 @@ def _dumps(dataset: dict[str, Any]) -> bytes:
     return dumps(dataset)
 
 
-def _handler(level: Level, scoped_to: Level | None = None) -> Callable[
+def search_handler(level: Level, scoped_to: Level | None = None) -> Callable[
     [web.Request], Awaitable[web.StreamResponse]
 ]:
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -125,19 +125,3 @@ def _handler(level: Level, scoped_to: Level | None = None) -> Callable[
 
     handle.__name__ = f"search_{level.value.lower()}"
     return handle
-
-
-def routes(prefix: str) -> list[web.RouteDef]:
-    """QIDO-RS resources of PS3.18 Table 10.6.1-1 under one service root."""
-    p = prefix
-    return [
-        web.get(f"{p}/studies", _handler(Level.STUDY)),
-        web.get(f"{p}/series", _handler(Level.SERIES)),
-        web.get(f"{p}/instances", _handler(Level.IMAGE)),
-        web.get(f"{p}/studies/{{study}}/series", _handler(Level.SERIES, Level.STUDY)),
-        web.get(f"{p}/studies/{{study}}/instances", _handler(Level.IMAGE, Level.STUDY)),
-        web.get(
-            f"{p}/studies/{{study}}/series/{{series}}/instances",
-            _handler(Level.IMAGE, Level.SERIES),
-        ),
-    ]

@@ -17,7 +17,7 @@ from aiohttp import web
 from archive.core import Caller, Core
 from archive.errors import (
     ArchiveError,
-    ArchiveUnavailable,
+    FailureReason,
     InvalidRequest,
     PayloadTooLarge,
     StorageFull,
@@ -105,7 +105,16 @@ async def _failed(err: ArchiveError) -> Outcome:
 def _as_failure(exc: BaseException) -> Outcome:
     if isinstance(exc, ArchiveError):
         return (exc, {})
-    return (ArchiveUnavailable("internal error while storing"), {})
+    log.error("storing a part failed", exc_info=exc)
+    return (_internal(), {})
+
+
+def _internal() -> ArchiveError:
+    """An unexpected exception is a bug: a processing failure (0x0110) with the traceback
+    logged, never "out of resources" (0xA700), which tells the client to retry."""
+    err = ArchiveError("internal error while storing")
+    err.failure_reason = FailureReason.PROCESSING_FAILURE
+    return err
 
 
 async def _ingest_one(
@@ -117,7 +126,7 @@ async def _ingest_one(
         return (exc, {"sop": exc.sop_uid or "", "sop_class": exc.sop_class_uid or ""})
     except Exception:
         log.exception("ingest failed")
-        return (ArchiveUnavailable("internal error while storing"), {})
+        return (_internal(), {})
     finally:
         sem.release()
 

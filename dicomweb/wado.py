@@ -11,30 +11,27 @@ or 406 when it cannot be.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import aclosing
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
 
 from aiohttp import web
-from sqlalchemy import text
 
 from archive.core import Caller, Core
 from archive.delete import delete
-from archive.errors import InvalidRequest, NotAcceptable
-from archive.instance import is_valid_uid
+from archive.errors import NotAcceptable
 from archive.retrieve import (
     Located,
     Scope,
     Version,
     json_escape,
     locate,
-    metadata_rows_sql,
-    metadata_sql,
+    metadata_array,
+    metadata_stream,
     metadata_with_version,
     version,
 )
 from archive.transcode import can_convert
 from archive.transfer_syntax import EXPLICIT_VR_LE
-from dicomweb import wado_frames, wado_uri
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_json import resolve_bulk
 from dicomweb.dicom_xml import to_xml
@@ -42,49 +39,10 @@ from dicomweb.keys import CORE
 from dicomweb.multipart import closing, new_boundary, part_header
 from dicomweb.urls import instance_url, service_root
 from dicomweb.wado_accept import Wanted, accept_of, wanted
+from dicomweb.wado_scope import located_for, scope_of
 from dicomweb.wado_stream import multipart_dicom, single_dicom, zip_dicom
 
 STRING_AGG_LIMIT = 2000  # instances: above this, metadata is streamed row by row
-
-
-def routes(prefix: str) -> list[web.RouteDef]:
-    """Every WADO-RS resource (and DELETE) under `prefix`; WADO-URI at `{prefix}/wado`, and
-    at the site root `/wado` for the main service root (where legacy viewers look for it)."""
-    st = f"{prefix}/studies/{{study}}"
-    se = f"{st}/series/{{series}}"
-    ins = f"{se}/instances/{{instance}}"
-    fr = f"{ins}/frames/{{frames}}"
-    out = [
-        web.get(st, retrieve), web.get(se, retrieve), web.get(ins, retrieve),
-        web.get(f"{st}/metadata", metadata), web.get(f"{se}/metadata", metadata),
-        web.get(f"{ins}/metadata", metadata),
-        web.get(f"{ins}/bulkdata/{{tag}}", wado_frames.bulkdata),
-        web.get(fr, wado_frames.frames),
-        *(web.get(f"{r}/rendered", wado_frames.rendered) for r in (st, se, ins, fr)),
-        *(web.get(f"{r}/thumbnail", wado_frames.thumbnail) for r in (st, se, ins, fr)),
-        web.delete(st, remove), web.delete(se, remove), web.delete(ins, remove),
-        web.get(f"{prefix}/wado", wado_uri.wado),
-    ]
-    if prefix == "/dicom-web":
-        out.append(web.get("/wado", wado_uri.wado))
-    return out
-
-
-def scope_of(request: web.Request) -> Scope:
-    """UIDs from the URL, validated so a malformed one is a 400 rather than a silent 404."""
-    m = request.match_info
-    scope = Scope(m.get("study"), m.get("series"), m.get("instance"))
-    for name in ("study", "series", "instance"):
-        value = getattr(scope, name)
-        if value is not None and not is_valid_uid(value):
-            raise InvalidRequest(f"invalid {name} UID in URL: {value[:80]!r}")
-    return scope
-
-
-async def located_for(request: web.Request, with_header: bool = False) -> list[Located]:
-    s = scope_of(request)
-    return await locate(request.app[CORE], caller_from_request(request), s.study, s.series,
-                        s.instance, with_header=with_header)
 
 
 # --- retrieve instances ----------------------------------------------------------------------
@@ -204,28 +162,22 @@ async def metadata(request: web.Request) -> web.StreamResponse:
     if fmt == "xml":
         return await _metadata_xml(request, core, caller, scope, root, headers)
     if ver.count > STRING_AGG_LIMIT:
-        sql, args = metadata_rows_sql(caller, scope)
-        args["base"] = json_escape(root)
-        return await _stream_json(request, core, sql, args, headers)
-    sql, args = metadata_sql(caller, scope)
-    args["base"] = json_escape(root)
-    async with core.engine.connect() as conn:
-        body = (await conn.execute(text(sql), args)).scalar_one()
-    return web.Response(body=(body or "[]").encode(), headers=headers,
+        return await _stream_json(request, core, caller, scope, json_escape(root), headers)
+    body = await metadata_array(core, caller, scope, json_escape(root))
+    return web.Response(body=body.encode(), headers=headers,
                         content_type="application/dicom+json")
 
 
-async def _stream_json(request: web.Request, core: Core, sql: str, args: dict[str, Any],
-                       headers: dict[str, str]) -> web.StreamResponse:
+async def _stream_json(request: web.Request, core: Core, caller: Caller, scope: Scope,
+                       base: str, headers: dict[str, str]) -> web.StreamResponse:
     resp = web.StreamResponse(headers=headers)
     resp.content_type = "application/dicom+json"
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     sep = b"["
-    async with core.engine.connect() as conn:
-        result = await conn.stream(text(sql), args)
-        async for batch in result.partitions(500):
-            await resp.write(sep + b",".join(r.doc.encode() for r in batch))
+    async with aclosing(metadata_stream(core, caller, scope, base)) as batches:
+        async for batch in batches:
+            await resp.write(sep + b",".join(doc.encode() for doc in batch))
             sep = b","
     await resp.write(b"]" if sep == b"," else b"[]")
     await resp.write_eof()

@@ -31,6 +31,7 @@ from dicomweb.auth import caller_from_request
 from dicomweb.keys import CORE
 from dicomweb.multipart import closing, new_boundary, part_header
 from dicomweb.wado_accept import Wanted, accept_of, wanted
+from dicomweb.wado_scope import located_for, scope_of
 
 OCTET = "application/octet-stream"
 
@@ -123,8 +124,6 @@ async def _send_frames(request: web.Request, loc: Located, numbers: list[int],
 
 
 async def _instance(request: web.Request) -> Located:
-    from dicomweb.wado import scope_of
-
     s = scope_of(request)
     found = await locate(request.app[CORE], caller_from_request(request), s.study, s.series,
                          s.instance, with_header=True)
@@ -203,8 +202,6 @@ def _render_media(header: str | None) -> tuple[str, bool]:
 
 async def _representative(request: web.Request) -> Located:
     """The image a study/series thumbnail shows: the middle image of its first image series."""
-    from dicomweb.wado import scope_of
-
     s = scope_of(request)
     core, caller = request.app[CORE], caller_from_request(request)
     found = [loc for loc in await locate(core, caller, s.study, s.series, s.instance)
@@ -238,8 +235,6 @@ async def _images(request: web.Request, thumbnail: bool) -> web.StreamResponse:
 
 
 async def _all_images(request: web.Request) -> list[tuple[Located, int]]:
-    from dicomweb.wado import located_for
-
     return [(loc, 1) for loc in await located_for(request, with_header=True) if loc.pixels]
 
 

@@ -74,7 +74,8 @@ class Transcodes:
     there is a clean 406.
     """
 
-    def __init__(self, located: list[Located], syntaxes: list[str]) -> None:
+    def __init__(self, core: Core, located: list[Located], syntaxes: list[str]) -> None:
+        self.workers = core.workers.transcode if core.workers is not None else None
         self.jobs = [(i, loc, ts) for i, (loc, ts) in enumerate(zip(located, syntaxes,
                                                                      strict=True))
                      if ts != loc.transfer_syntax]
@@ -86,7 +87,7 @@ class Transcodes:
         while len(self.pending) < LOOKAHEAD and self.next < len(self.jobs):
             i, loc, ts = self.jobs[self.next]
             self.next += 1
-            self.pending[i] = asyncio.ensure_future(transcode(loc, ts))
+            self.pending[i] = asyncio.ensure_future(transcode(self.workers, loc, ts))
 
     def wanted(self, index: int) -> bool:
         """Whether instance `index` is sent converted (the pending jobs are always the
@@ -131,7 +132,7 @@ async def multipart_dicom(
     resp = web.StreamResponse()
     resp.headers["Content-Type"] = (
         f'multipart/related; type="application/dicom"; boundary={boundary}')
-    transcodes = Transcodes(located, syntaxes)
+    transcodes = Transcodes(core, located, syntaxes)
     try:
         if transcodes.jobs:
             resp.enable_chunked_encoding()
@@ -182,7 +183,7 @@ async def single_dicom(
         await resp.prepare(request)
         await send_file(request, resp, core, loc)
     else:
-        data = await transcode(loc, ts)
+        data = await transcode(core.workers.transcode if core.workers else None, loc, ts)
         resp.content_length = len(data)
         await resp.prepare(request)
         await resp.write(data)
@@ -222,7 +223,7 @@ async def zip_dicom(
     resp.content_type = "application/zip"
     resp.headers["Content-Disposition"] = f'attachment; filename="{name}.zip"'
     resp.enable_chunked_encoding()
-    transcodes = Transcodes(located, syntaxes)
+    transcodes = Transcodes(core, located, syntaxes)
     try:
         await transcodes.first()
         await resp.prepare(request)

@@ -32,7 +32,15 @@ from archive.query import Level, parse_query, search
 from archive.query.spec import QuerySpec
 from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
 from dimse import bridge
-from dimse.statuses import FIND_CANCELLED, FIND_PENDING, UNABLE_TO_PROCESS, find_status
+from dimse.statuses import (
+    FIND_CANCELLED,
+    FIND_PENDING,
+    SUCCESS,
+    UNABLE_TO_PROCESS,
+    find_failure,
+    status,
+    unreadable_identifier,
+)
 from dimse.store import caller_for
 
 log = logging.getLogger("dimse.find")
@@ -155,13 +163,6 @@ def _ascii(doc: Any) -> bool:
     return True
 
 
-def _failure(status: int, reason: str) -> Dataset:
-    ds = Dataset()
-    ds.Status = status
-    ds.ErrorComment = reason[:64]
-    return ds
-
-
 async def _take(results: AsyncIterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     """Up to n results in one hop to the loop (a hop per result costs more than the query)."""
     out: list[dict[str, Any]] = []
@@ -192,11 +193,10 @@ def handle_find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iter
         door_keys = {f"{RETRIEVE_AET:08X}", f"{AVAILABILITY:08X}"}
         spec = replace(spec, includes=spec.includes | (frozenset(wanted) - door_keys))
     except ArchiveError as exc:
-        yield _failure(find_status(exc), exc.reason), None
+        yield find_failure(exc), None
         return
     except Exception as exc:  # an identifier pydicom cannot decode
-        yield _failure(0xC000 if "decode" in str(exc).lower() else UNABLE_TO_PROCESS,
-                       f"cannot read the identifier: {exc}"), None
+        yield unreadable_identifier(exc), None
         return
     level_text = str(ds.QueryRetrieveLevel).strip().upper()
     results = search(core, spec, caller_for(event, core))
@@ -209,7 +209,7 @@ def handle_find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iter
             try:
                 found = bridge.run(loop, _take(results, batch))
             except ArchiveError as exc:
-                yield _failure(find_status(exc), exc.reason), None
+                yield find_failure(exc), None
                 return
             for dataset in found:
                 if event.is_cancelled:
@@ -221,8 +221,8 @@ def handle_find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iter
             batch = min(batch * 4, 64)
     except Exception:
         log.exception("c-find failed")
-        yield _failure(UNABLE_TO_PROCESS, "internal error"), None
+        yield status(UNABLE_TO_PROCESS, "internal error"), None
         return
     finally:
         bridge.run(loop, results.aclose())
-    yield 0x0000, None
+    yield SUCCESS, None

@@ -26,19 +26,16 @@ from dimse.retrieve_scp import (
     accepted_syntaxes,
     dataset_for,
     keys_from,
-    refusal,
 )
+from dimse.statuses import CANCEL, PENDING, retrieve_refusal
 from dimse.store import caller_for
+from dimse.syntaxes import STORAGE_TRANSFER_SYNTAXES
 
 log = logging.getLogger("dimse.get")
 QR_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
-CANCEL = 0xFE00
-PENDING = 0xFF00
 
 
 def service(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
-    from dimse.listener import STORAGE_TRANSFER_SYNTAXES
-
     ae.add_supported_context(PATIENT_ROOT_GET, QR_SYNTAXES)
     ae.add_supported_context(STUDY_ROOT_GET, QR_SYNTAXES)
     for cx in AllStoragePresentationContexts:  # role selection: we act as Storage SCU
@@ -56,7 +53,7 @@ def handle_get(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Itera
     except ArchiveError as exc:
         log.info("c-get refused: %s", exc.reason)
         yield 1  # pynetdicom needs a count before a failure status can be sent
-        yield refusal(exc), None
+        yield retrieve_refusal(exc), None
         return
     yield len(located)
     for loc in located:

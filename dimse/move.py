@@ -21,15 +21,15 @@ from archive.errors import ArchiveError
 from archive.retrieve import Located, locate_keys
 from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE, UNCOMPRESSED
 from dimse import bridge
-from dimse.get import CANCEL, PENDING, QR_SYNTAXES
+from dimse.get import QR_SYNTAXES
 from dimse.retrieve_scp import (
     PATIENT_ROOT_MOVE,
     STUDY_ROOT_MOVE,
     accepted_syntaxes,
     dataset_for,
     keys_from,
-    refusal,
 )
+from dimse.statuses import CANCEL, PENDING, retrieve_refusal
 from dimse.store import caller_for
 
 log = logging.getLogger("dimse.move")
@@ -79,7 +79,7 @@ def handle_move(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iter
         # pynetdicom only sends a failure status after associating with the destination
         yield peer.host, peer.port, {"contexts": [build_context(VERIFICATION)]}
         yield 1
-        yield refusal(exc), None
+        yield retrieve_refusal(exc), None
         return
     yield peer.host, peer.port, {"contexts": contexts_for(located)}
     yield len(located)

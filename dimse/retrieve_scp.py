@@ -14,7 +14,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from archive.errors import ArchiveError, InvalidQuery
+from archive.errors import InvalidQuery
 from archive.instance import is_valid_uid
 from archive.retrieve import Keys, Located
 from archive.transcode import DECODABLE, transcode_file
@@ -88,12 +88,3 @@ def dataset_for(loc: Located, accepted: set[str]) -> Dataset:
     if ts in DECODABLE and accepted & NATIVE_LE:
         return dcmread(io.BytesIO(transcode_file(loc, EXPLICIT_VR_LE)))
     return dcmread(loc.path)
-
-
-def refusal(exc: ArchiveError) -> Dataset:
-    """Failure status for a retrieve that cannot start: 0xA900 for a bad identifier (PS3.4
-    C.4.2.1.5 "Identifier does not match SOP Class"), 0xA701 when the index is unavailable."""
-    ds = Dataset()
-    ds.Status = 0xA900 if isinstance(exc, InvalidQuery) else 0xA701
-    ds.ErrorComment = exc.reason[:64]
-    return ds

@@ -22,7 +22,7 @@ from archive.core import Caller, Core
 from archive.errors import ArchiveError
 from archive.ingest import ingest
 from dimse import bridge
-from dimse.statuses import OUT_OF_RESOURCES, PROCESSING_FAILURE, store_status
+from dimse.statuses import OUT_OF_RESOURCES, PROCESSING_FAILURE, SUCCESS, status, store_failure
 from storage.base import Spooled
 from storage.filesystem import NoSpace, SpoolLimitExceeded
 
@@ -34,14 +34,6 @@ def caller_for(event: Any, core: Core) -> Caller:
     aet = event.assoc.requestor.ae_title
     aet = (aet.decode() if isinstance(aet, bytes) else str(aet)).strip()
     return Caller(ae_title=aet, may_see_sequestered=aet in core.settings.curator_aets)
-
-
-def _status(code: int, comment: str | None = None) -> Dataset:
-    ds = Dataset()
-    ds.Status = code
-    if comment:
-        ds.ErrorComment = comment[:64]
-    return ds
 
 
 def _umask() -> int:
@@ -83,14 +75,14 @@ def handle_store(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Dat
     try:
         spooled = take_over(core, event.dataset_path, core.settings.max_instance_bytes)
     except (SpoolLimitExceeded, NoSpace) as exc:
-        return _status(OUT_OF_RESOURCES, str(exc))
+        return status(OUT_OF_RESOURCES, str(exc))
     try:
         stored = bridge.run_quietly(loop, ingest(core, spooled, caller_for(event, core)), event.assoc)
     except ArchiveError as exc:
         log.info("c-store refused: %s", exc.reason)
-        return _status(store_status(exc), exc.reason)
+        return store_failure(exc)
     except Exception:
         log.exception("c-store failed")
-        return _status(PROCESSING_FAILURE, "internal error")
+        return status(PROCESSING_FAILURE, "internal error")
     # 0xB000-range warnings do not fit "replaced"; success with a comment keeps peers happy.
-    return _status(0x0000, stored.warning)
+    return status(SUCCESS, stored.warning)

@@ -1,4 +1,9 @@
-"""Alembic environment: runs migrations over asyncpg with the URL the archive hands it."""
+"""Alembic environment: runs migrations over asyncpg with the URL the archive hands it.
+
+`target_metadata` is the project's MetaData (archive.index.schema), so `alembic revision
+--autogenerate` drafts a migration from a change to tables.py, and
+tests/migrations/test_autogenerate.py fails while the two disagree.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from archive.index.engine import async_url
+from archive.index.schema import include_object
+from archive.index.schema import metadata as target_metadata
 
 config = context.config
 
@@ -24,7 +31,8 @@ def _url() -> str:
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
-    context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
+    context.configure(connection=connection, target_metadata=target_metadata,
+                      include_object=include_object, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -38,7 +46,8 @@ async def _main() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=_url(), literal_binds=True)
+    context.configure(url=_url(), literal_binds=True, target_metadata=target_metadata,
+                      include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 else:

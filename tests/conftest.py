@@ -24,6 +24,8 @@ import pytest
 from archive.config import Settings
 from archive.core import Core
 from archive.index.engine import embedded_postgres, sync_url, upgrade
+from archive.runtime import default_workers
+from archive.workers import Workers
 
 T = TypeVar("T")
 
@@ -114,8 +116,9 @@ class RunningArchive:
 
 
 class ServerThread:
-    def __init__(self, settings: Settings, database_url: str) -> None:
+    def __init__(self, settings: Settings, database_url: str, workers: Workers | None = None) -> None:
         self.settings = settings
+        self.workers = workers
         self.database_url = database_url
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -131,7 +134,7 @@ class ServerThread:
 
         self._stop = asyncio.Event()
         try:
-            async with running(self.settings) as core:
+            async with running(self.settings, self.workers) as core:
                 self.archive = RunningArchive(
                     self.settings, core, asyncio.get_running_loop(), self.database_url
                 )
@@ -165,15 +168,25 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
     )
 
 
+@pytest.fixture(scope="session")
+def worker_pools() -> Iterator[Workers]:
+    """Parse and transcode worker processes shared by every archive a test process starts
+    (spawning them costs seconds; each archive would otherwise start its own)."""
+    workers = default_workers()
+    yield workers
+    workers.close()
+
+
 @pytest.fixture
 def server_factory(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, worker_pools: Workers
 ) -> Iterator[Callable[..., RunningArchive]]:
     """Start an archive with setting overrides: `server_factory(duplicate_policy="reject")`."""
     threads: list[ServerThread] = []
 
     def start(**overrides: Any) -> RunningArchive:
-        t = ServerThread(make_settings(tmp_path, database_url, **overrides), database_url)
+        t = ServerThread(make_settings(tmp_path, database_url, **overrides), database_url,
+                         worker_pools)
         threads.append(t)
         return t.start()
 

@@ -24,6 +24,9 @@ def register(core: Core) -> None:
     ext.result_attributes[PREFIX] = result_attributes
     ext.index_hooks.append(harmonize_study)
     ext.enrichers.append(attribute_dataset)
+    from archive.commons.suggest import SuggestionService
+
+    core.suggestions = SuggestionService()  # one per Core; built on the first suggestion
     if core.settings.release_workflow:
         from archive.commons.releases import staging_enricher
 

@@ -60,7 +60,7 @@ async def _scope_values(conn: AsyncConnection, scope_name: str, fields: list[Fie
     stmt = select(scope.study_pk.label("study_pk"), *columns).select_from(scope.source).where(
         scope.study_pk.in_(pks))
     if scope_name == "test":
-        from archive.commons.tables import covid_test
+        from archive.index.commons_tables import covid_test
 
         stmt = stmt.order_by(covid_test.c.days_from_index, covid_test.c.pk)
     out: dict[int, dict[str, list[Any]]] = {}

@@ -8,45 +8,57 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Select, Table, not_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons.clinical import KINDS
 from archive.core import Caller
 from archive.errors import NotFound
-from archive.index.visibility import visible_sql
+from archive.index.commons_tables import clinical_case, loinc_term, study_case, study_harmonization
+from archive.index.tables import patient, study
+from archive.index.visibility import visible_to
 
-_CHILD_ORDER = {"tests": "days_from_index, pk", "observations": "days NULLS LAST, pk",
-                "studies": "days_to_study, study_uid"}
+
+def _child_order(name: str, table: Table) -> tuple[Any, ...]:
+    """Each kind of clinical row in its natural order (day first, then entry order)."""
+    c = table.c
+    if name == "tests":
+        return (c.days_from_index, c.pk)
+    if name == "observations":
+        return (c.days.asc().nulls_last(), c.pk)
+    if name == "studies":
+        return (c.days_to_study, c.study_uid)
+    return (c.days_start.asc().nulls_last(), c.pk)
 
 
 async def case_view(conn: AsyncConnection, caller: Caller, case_id: str) -> dict[str, Any]:
-    row = (await conn.execute(text("SELECT * FROM clinical_case WHERE case_id = :c"),
-                              {"c": case_id})).mappings().first()
-    hidden = (await conn.execute(text(
-        f"SELECT 1 FROM study JOIN patient p ON p.pk = study.patient_pk "
-        f"WHERE p.patient_id = :c AND NOT ({visible_sql(caller)}) LIMIT 1"),
-        {"c": case_id})).first()
+    row = (await conn.execute(select(clinical_case).where(clinical_case.c.case_id == case_id))
+           ).mappings().first()
+    hidden = (await conn.execute(
+        select(study.c.pk).select_from(study.join(patient, patient.c.pk == study.c.patient_pk))
+        .where(patient.c.patient_id == case_id, not_(visible_to(caller))).limit(1))).first()
     if row is None or hidden:
         raise NotFound(f"no case {case_id}")
     out: dict[str, Any] = {k: v for k, v in row.items() if k not in ("extra",)}
     out["created_at"], out["updated_at"] = row["created_at"].isoformat(), \
         row["updated_at"].isoformat()
     for name, kind in KINDS.items():
-        order = _CHILD_ORDER.get(name, "days_start NULLS LAST, pk")
-        rows = (await conn.execute(text(
-            f"SELECT * FROM {kind.table.name} WHERE case_id = :c ORDER BY {order}"),
-            {"c": case_id})).mappings().all()
+        t = kind.table
+        rows = (await conn.execute(select(t).where(t.c.case_id == case_id)
+                                   .order_by(*_child_order(name, t)))).mappings().all()
         out[name] = [{k: v for k, v in r.items() if k not in ("pk", "case_id")} for r in rows]
-    out["imaging_studies"] = [dict(r) for r in (await conn.execute(text(
-        f"""
-        SELECT study.study_uid, study.site, study.dataset, study.modalities,
-               study.study_description, sc.days_to_study, h.loinc_code,
-               t.long_common_name AS loinc_long_common_name, study.num_series,
-               study.num_instances
-        FROM study JOIN study_case sc ON sc.study_pk = study.pk
-        LEFT JOIN study_harmonization h ON h.study_pk = study.pk
-        LEFT JOIN loinc_term t ON t.code = h.loinc_code
-        WHERE sc.case_id = :c AND {visible_sql(caller)} ORDER BY sc.days_to_study, study.pk
-        """), {"c": case_id})).mappings().all()]
+    out["imaging_studies"] = [dict(r) for r in (await conn.execute(
+        _imaging_studies(caller, case_id))).mappings().all()]
     return out
+
+
+def _imaging_studies(caller: Caller, case_id: str) -> Select[Any]:
+    sc, h, t = study_case, study_harmonization, loinc_term
+    joined = (study.join(sc, sc.c.study_pk == study.c.pk)
+              .outerjoin(h, h.c.study_pk == study.c.pk).outerjoin(t, t.c.code == h.c.loinc_code))
+    return (select(study.c.study_uid, study.c.site, study.c.dataset, study.c.modalities,
+                   study.c.study_description, sc.c.days_to_study, h.c.loinc_code,
+                   t.c.long_common_name.label("loinc_long_common_name"), study.c.num_series,
+                   study.c.num_instances)
+            .select_from(joined).where(sc.c.case_id == case_id, visible_to(caller))
+            .order_by(sc.c.days_to_study, study.c.pk))

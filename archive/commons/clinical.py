@@ -23,7 +23,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons.rows import RowError, RowErrors
-from archive.commons.tables import (
+from archive.errors import InvalidRequest
+from archive.index.commons_tables import (
     case_study,
     clinical_case,
     clinical_condition,
@@ -32,7 +33,6 @@ from archive.commons.tables import (
     medication,
     observation,
 )
-from archive.errors import InvalidRequest
 from archive.instance import is_valid_uid
 
 SEX = ("Female", "Male", "Not Reported")

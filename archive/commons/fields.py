@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, func
 
-from archive.commons.tables import (
+from archive.index.commons_tables import (
     clinical_case,
     clinical_condition,
     clinical_procedure,

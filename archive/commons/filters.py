@@ -36,7 +36,7 @@ def compile_filter(key: str, raw: str) -> ColumnElement[bool]:
     f = field_for(key)
     if f is None:
         raise InvalidQuery(f"unknown commons query key {key!r} (see GET /commons/openapi.json)")
-    if not raw.strip().strip(","):
+    if not raw.strip().strip(",\\"):
         return true()  # universal matching: the key only asks for the attribute
     cond = match(f, raw)
     if f.scope == "study":

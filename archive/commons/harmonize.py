@@ -12,14 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import and_, func, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons.normalize import key
 from archive.commons.playbook import Playbook
 from archive.core import Caller
 from archive.errors import InvalidRequest, NotFound
-from archive.index.visibility import visible_sql
+from archive.index.commons_tables import (
+    description_mapping,
+    loinc_term,
+    mapping_history,
+    study_harmonization,
+)
+from archive.index.tables import study
+from archive.index.visibility import visible_to
 
 STATUSES = ("proposed", "approved", "rejected")
 
@@ -69,7 +76,7 @@ async def harmonize_study(conn: AsyncConnection, facts: Any, study_pk: int) -> N
 
 async def current_version(conn: AsyncConnection) -> int:
     return int((await conn.execute(
-        text("SELECT COALESCE(max(version), 0) FROM mapping_history"))).scalar_one())
+        select(func.coalesce(func.max(mapping_history.c.version), 0)))).scalar_one())
 
 
 async def set_mapping(conn: AsyncConnection, modality: str, description: str,
@@ -85,8 +92,8 @@ async def set_mapping(conn: AsyncConnection, modality: str, description: str,
     if status != "rejected":
         if code is None:
             raise InvalidRequest("loinc_code is required unless the status is rejected")
-        known = (await conn.execute(text("SELECT 1 FROM loinc_term WHERE code = :c"),
-                                    {"c": code})).first()
+        known = (await conn.execute(
+            select(loinc_term.c.code).where(loinc_term.c.code == code))).first()
         if not known:
             raise InvalidRequest(f"LOINC code {code!r} is not in the term table "
                                  "(load it with `archive loinc load`)")
@@ -176,47 +183,52 @@ async def load_playbook(conn: AsyncConnection, book: Playbook, curator: str) -> 
 async def list_mappings(conn: AsyncConnection, status: str | None) -> list[dict[str, Any]]:
     if status is not None and status not in STATUSES:
         raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
-    rows = (await conn.execute(text(
-        "SELECT dm.modality_norm, dm.description_norm, dm.raw_example, dm.loinc_code, "
-        "t.long_common_name, dm.status, dm.version, dm.curator, dm.updated_at "
-        "FROM description_mapping dm LEFT JOIN loinc_term t ON t.code = dm.loinc_code "
-        "WHERE (CAST(:s AS text) IS NULL OR dm.status = :s) "
-        "ORDER BY dm.modality_norm, dm.description_norm"), {"s": status})).mappings().all()
+    dm, t = description_mapping, loinc_term
+    stmt = (select(dm.c.modality_norm, dm.c.description_norm, dm.c.raw_example, dm.c.loinc_code,
+                   t.c.long_common_name, dm.c.status, dm.c.version, dm.c.curator,
+                   dm.c.updated_at)
+            .select_from(dm.outerjoin(t, t.c.code == dm.c.loinc_code))
+            .order_by(dm.c.modality_norm, dm.c.description_norm))
+    if status is not None:
+        stmt = stmt.where(dm.c.status == status)
+    rows = (await conn.execute(stmt)).mappings().all()
     return [dict(r) | {"updated_at": r["updated_at"].isoformat()} for r in rows]
 
 
 async def list_descriptions(conn: AsyncConnection, caller: Caller,
                             status: str) -> list[dict[str, Any]]:
     """Raw descriptions per key with study counts, most frequent first (curators' worklist)."""
-    where = {"unmapped": "h.loinc_code IS NULL", "mapped": "h.loinc_code IS NOT NULL",
-             "all": "TRUE"}.get(status)
+    h, dm = study_harmonization, description_mapping
+    where = {"unmapped": h.c.loinc_code.is_(None), "mapped": h.c.loinc_code.is_not(None),
+             "all": true()}.get(status)
     if where is None:
         raise InvalidRequest("status must be unmapped, mapped or all")
-    rows = (await conn.execute(text(
-        f"""
-        SELECT h.modality_norm AS modality, h.description_norm AS description,
-               min(h.raw_description) AS example, count(*) AS studies,
-               h.loinc_code, dm.status AS mapping_status, dm.loinc_code AS proposed_code
-        FROM study_harmonization h JOIN study ON study.pk = h.study_pk
-        LEFT JOIN description_mapping dm ON dm.modality_norm = h.modality_norm
-             AND dm.description_norm = h.description_norm
-        WHERE {where} AND {visible_sql(caller)}
-        GROUP BY h.modality_norm, h.description_norm, h.loinc_code, dm.status, dm.loinc_code
-        ORDER BY count(*) DESC, h.modality_norm, h.description_norm
-        """))).mappings().all()
+    joined = h.join(study, study.c.pk == h.c.study_pk).outerjoin(dm, and_(
+        dm.c.modality_norm == h.c.modality_norm, dm.c.description_norm == h.c.description_norm))
+    rows = (await conn.execute(
+        select(h.c.modality_norm.label("modality"), h.c.description_norm.label("description"),
+               func.min(h.c.raw_description).label("example"), func.count().label("studies"),
+               h.c.loinc_code, dm.c.status.label("mapping_status"),
+               dm.c.loinc_code.label("proposed_code"))
+        .select_from(joined).where(where, visible_to(caller))
+        .group_by(h.c.modality_norm, h.c.description_norm, h.c.loinc_code, dm.c.status,
+                  dm.c.loinc_code)
+        .order_by(func.count().desc(), h.c.modality_norm, h.c.description_norm)
+    )).mappings().all()
     return [dict(r) for r in rows]
 
 
 async def terms(conn: AsyncConnection) -> list[dict[str, Any]]:
-    rows = (await conn.execute(text(
-        "SELECT code, long_common_name, modality, body_system, method, contrast FROM loinc_term "
-        "ORDER BY code"))).mappings().all()
+    t = loinc_term
+    rows = (await conn.execute(
+        select(t.c.code, t.c.long_common_name, t.c.modality, t.c.body_system, t.c.method,
+               t.c.contrast).order_by(t.c.code))).mappings().all()
     return [dict(r) for r in rows]
 
 
 async def term(conn: AsyncConnection, code: str) -> dict[str, Any]:
-    row = (await conn.execute(text("SELECT * FROM loinc_term WHERE code = :c"),
-                              {"c": code})).mappings().first()
+    row = (await conn.execute(select(loinc_term).where(loinc_term.c.code == code))
+           ).mappings().first()
     if row is None:
         raise NotFound(f"no LOINC term {code}")
     return dict(row)

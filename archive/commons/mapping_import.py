@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons.harmonize import set_mapping
 from archive.commons.normalize import key
-from archive.commons.tables import loinc_term
 from archive.curation.loinc_suggest import ApprovedMapping
 from archive.errors import InvalidRequest
+from archive.index.commons_tables import loinc_term
 
 
 class ImportErrors(InvalidRequest):

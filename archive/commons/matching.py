@@ -1,11 +1,15 @@
-"""Matching rules for commons query values, as close to QIDO's as the data allow.
+"""Matching rules for commons query values: the DICOM grammar, plus the older commons one.
 
-- a comma separates alternatives (any may match);
+One query string mixes `commons.*` keys with DICOM keys, so commons values accept the standard
+grammar of PS3.18 §8.3.4 / PS3.4 C.2.2.2:
+- a backslash separates alternatives (any may match), as in a multi-valued matching key;
+- a range is `a-b`, either end may be left open (`a-`, `-b`);
 - `*` and `?` are wildcards in text values; text matching ignores case (the clinical vocabularies
   are enumerations such as Yes/No that clients spell either way);
-- numbers match exactly or by range `a..b` (either end may be left open; `-3..3` works for
-  signed day offsets); for quantities that cannot be negative (ages) `a-b` is accepted too;
 - an empty value matches everything (universal matching, PS3.4 C.2.2.2.3).
+The older commons grammar stays accepted as an alias: `,` also separates alternatives and
+`a..b` is also a range. Day offsets are signed, so a lone `-3` there is the number −3 (not the
+open range "up to 3"): write `..3`, or `-3-3` for a closed range around zero.
 """
 
 from __future__ import annotations
@@ -20,12 +24,24 @@ from archive.errors import InvalidQuery
 _INT = r"[+-]?[0-9]{1,9}"
 _RANGE = re.compile(rf"^({_INT})?\.\.({_INT})?$")
 _DASH_RANGE = re.compile(r"^([0-9]{1,9})?-([0-9]{1,9})?$")
+_SIGNED_DASH_RANGE = re.compile(rf"^({_INT})?-({_INT})?$")
+_SEPARATORS = re.compile(r"[,\\]")
 TRUE_WORDS = {"yes", "true", "1", "y"}
 FALSE_WORDS = {"no", "false", "0", "n"}
 
 
 def alternatives(raw: str) -> list[str]:
-    return [v.strip() for v in raw.split(",") if v.strip()]
+    """Values separated by `\\` (the DICOM value separator) or `,` (the commons alias)."""
+    return [v.strip() for v in _SEPARATORS.split(raw) if v.strip()]
+
+
+def _range(v: str, signed: bool) -> re.Match[str] | None:
+    """`a..b` or `a-b` (ends optional); on signed fields a lone integer is not a range."""
+    if signed:
+        if re.fullmatch(_INT, v):
+            return None
+        return _RANGE.match(v) or _SIGNED_DASH_RANGE.match(v)
+    return _RANGE.match(v) or _DASH_RANGE.match(v)
 
 
 def like_pattern(value: str) -> str:
@@ -60,7 +76,7 @@ def number_match(key: str, column: Any, raw: str, signed: bool = True) -> Column
         return true()
     clauses = []
     for v in values:
-        m = _RANGE.match(v) or (None if signed else _DASH_RANGE.match(v))
+        m = _range(v, signed)
         if m and (m.group(1) or m.group(2)):
             low, high = m.group(1), m.group(2)
             parts = []
@@ -77,9 +93,8 @@ def number_match(key: str, column: Any, raw: str, signed: bool = True) -> Column
             try:
                 clauses.append(column == parse_int(key, v))
             except InvalidQuery:
-                form = "a..b" if signed else "a..b or a-b"
                 raise InvalidQuery(
-                    f"{key}: {v!r} is not an integer or a range ({form})") from None
+                    f"{key}: {v!r} is not an integer or a range (a-b or a..b)") from None
     return or_(false(), *clauses)
 
 

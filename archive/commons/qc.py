@@ -18,10 +18,10 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons.suggest import service
-from archive.commons.tables import clinical_case, study_harmonization
 from archive.core import Core
 from archive.curation.phi import PhiPolicy, findings
 from archive.errors import NotFound
+from archive.index.commons_tables import clinical_case, study_harmonization
 from archive.index.tables import instance, patient, series, study
 
 PHI_SCAN = 2000

@@ -25,19 +25,18 @@ from sqlalchemy import and_, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from archive.commons.release_tables import (
+from archive.core import Caller, Core
+from archive.curation.sequester import Partition, sequester
+from archive.curation.strata import Case
+from archive.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from archive.index.commons_tables import clinical_case
+from archive.index.release_tables import (
     STAGED,
     case_partition,
-    cohort_release,
     data_release,
     partition_override,
     release_study,
 )
-from archive.commons.tables import clinical_case
-from archive.core import Caller, Core
-from archive.curation.sequester import Partition, sequester
-from archive.curation.strata import Case
-from archive.errors import InvalidRequest, NotFound
 from archive.index.tables import patient, study
 from archive.index.visibility import SEQUESTERED
 
@@ -45,8 +44,15 @@ RELEASE_LOCK = 716_016  # pg advisory lock key: one release (or override) at a t
 MAX_NOTES = 4000
 
 
-class NothingToRelease(InvalidRequest):
+class NothingToRelease(Conflict):
     """The named datasets hold no unreleased study (→ 409)."""
+
+
+def authorize_curator(caller: Caller) -> None:
+    """Curation (QC, release, overrides, test sets) is for curators only, always: it shows
+    staged and sequestered data, so there is no open mode as for clinical writes."""
+    if "curator" not in caller.roles:
+        raise Forbidden("this is a curator action (Authorization: Bearer <curator token>)")
 
 
 def staging_enricher(default_collection: str) -> Any:
@@ -209,18 +215,6 @@ async def list_releases(core: Core) -> list[dict[str, Any]]:
 
 async def latest_release(conn: AsyncConnection) -> int | None:
     return (await conn.execute(select(func.max(data_release.c.number)))).scalar_one()
-
-
-async def record_cohort_release(conn: AsyncConnection, cohort_id: Any) -> None:
-    """Remember which release a cohort was built on (None before the first release)."""
-    await conn.execute(insert(cohort_release).values(
-        cohort_id=cohort_id, release_number=select(func.max(data_release.c.number))
-        .scalar_subquery()))
-
-
-async def cohort_release_number(conn: AsyncConnection, cohort_id: Any) -> int | None:
-    return (await conn.execute(select(cohort_release.c.release_number).where(
-        cohort_release.c.cohort_id == cohort_id))).scalar_one_or_none()
 
 
 async def override(core: Core, case_id: str, body: Any, curator: str | None) -> dict[str, Any]:

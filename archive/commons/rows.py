@@ -30,3 +30,6 @@ class RowErrors(InvalidRequest):
         more = f" (first {MAX_REPORTED} shown)" if len(errors) > MAX_REPORTED else ""
         first = f"; first: {errors[0]}" if errors else ""
         super().__init__(f"{len(errors)} invalid value(s){more}, nothing was imported{first}")
+
+    def details(self) -> dict[str, object]:
+        return {"errors": [e.as_dict() for e in self.errors]}

@@ -12,11 +12,12 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import BigInteger, cast, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.core import Caller
-from archive.index.visibility import visible_sql
+from archive.index.tables import study
+from archive.index.visibility import visible_to
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -33,18 +34,18 @@ def attribute_dataset(facts: Any, caller: Caller, attribution: Any) -> Any:
     return replace(attribution, dataset=default_dataset(attribution.site))
 
 
-async def _grouped(conn: AsyncConnection, caller: Caller, column: str) -> list[dict[str, Any]]:
-    rows = (await conn.execute(text(
-        f"""
-        SELECT study.{column} AS name, count(*) AS studies,
-               count(DISTINCT study.patient_pk) AS cases,
-               COALESCE(sum(study.num_series), 0) AS series,
-               COALESCE(sum(study.num_instances), 0) AS instances,
-               COALESCE(sum(study.size_bytes), 0)::bigint AS size_bytes,
-               min(study.created_at) AS first_received, max(study.created_at) AS last_received
-        FROM study WHERE {visible_sql(caller)}
-        GROUP BY study.{column} ORDER BY study.{column} NULLS LAST
-        """))).mappings().all()
+async def _grouped(conn: AsyncConnection, caller: Caller, name: str) -> list[dict[str, Any]]:
+    column = study.c[name]
+    rows = (await conn.execute(
+        select(column.label("name"), func.count().label("studies"),
+               func.count(distinct(study.c.patient_pk)).label("cases"),
+               func.coalesce(func.sum(study.c.num_series), 0).label("series"),
+               func.coalesce(func.sum(study.c.num_instances), 0).label("instances"),
+               cast(func.coalesce(func.sum(study.c.size_bytes), 0), BigInteger).label("size_bytes"),
+               func.min(study.c.created_at).label("first_received"),
+               func.max(study.c.created_at).label("last_received"))
+        .where(visible_to(caller)).group_by(column).order_by(column.asc().nulls_last())
+    )).mappings().all()
     return [dict(r) | {"first_received": r["first_received"].isoformat(),
                        "last_received": r["last_received"].isoformat()} for r in rows]
 
@@ -55,7 +56,9 @@ async def list_sites(conn: AsyncConnection, caller: Caller) -> list[dict[str, An
 
 async def list_datasets(conn: AsyncConnection, caller: Caller) -> list[dict[str, Any]]:
     rows = await _grouped(conn, caller, "dataset")
-    sites = {r.dataset: r.sites for r in (await conn.execute(text(
-        f"SELECT dataset, array_agg(DISTINCT site) FILTER (WHERE site IS NOT NULL) AS sites "
-        f"FROM study WHERE {visible_sql(caller)} GROUP BY dataset"))).all()}
+    per_dataset = select(
+        study.c.dataset,
+        func.array_agg(distinct(study.c.site)).filter(study.c.site.is_not(None)).label("sites"),
+    ).where(visible_to(caller)).group_by(study.c.dataset)
+    sites = {r.dataset: r.sites for r in (await conn.execute(per_dataset)).all()}
     return [r | {"sites": sites.get(r["name"]) or []} for r in rows]

@@ -17,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons.harmonize import current_version
-from archive.commons.tables import description_mapping, loinc_term
 from archive.core import Core
 from archive.curation.loinc_suggest import (
     ApprovedMapping,
@@ -29,6 +28,7 @@ from archive.curation.loinc_suggest import (
 )
 from archive.curation.loinc_text import features
 from archive.errors import InvalidRequest
+from archive.index.commons_tables import description_mapping, loinc_term
 
 MAX_LIMIT = 20
 

@@ -14,19 +14,19 @@ import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, select
+from sqlalchemy import and_, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.commons import cohorts
 from archive.commons.harmonize import current_version
-from archive.commons.release_tables import case_partition, release_study, testset, testset_case
-from archive.commons.releases import RELEASE_LOCK, cases_from_rows, record_cohort_release
+from archive.commons.releases import RELEASE_LOCK, cases_from_rows
 from archive.commons.releases import _case_rows as case_rows
 from archive.commons.selection import check_pairs, pairs_from, study_select
-from archive.commons.tables import cohort, cohort_study
 from archive.core import Caller, Core
 from archive.curation.testsets import Shortfall, draw_test_set, validate_targets
 from archive.errors import InvalidRequest
+from archive.index import cohorts as rows_of
+from archive.index.release_tables import case_partition, release_study, testset, testset_case
 from archive.index.tables import patient, study
 from archive.index.visibility import SEQUESTERED
 
@@ -87,7 +87,7 @@ async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
             targets=req["targets"], distribution=distribution, created_at=func.now()))
         await conn.execute(insert(testset_case).values(
             [{"cohort_id": cid, "case_id": c} for c in drawn.case_ids]))
-        made = await cohorts.get(conn, caller, str(cid))
+    made = await cohorts.get(core, caller, str(cid))
     return made | {"testset": {"name": req["name"], "size": req["size"], "seed": req["seed"],
                                "pool": len(pool), "excluded_used": len(used & set(pool)),
                                "distribution": distribution}}
@@ -96,17 +96,13 @@ async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
 async def _freeze(conn: AsyncConnection, cid: uuid.UUID, req: dict[str, Any], pool_where: Any,
                   case_ids: list[str]) -> None:
     """A cohort of the drawn cases' pool studies (restricted: they are all sequestered)."""
-    await conn.execute(insert(cohort).values(
-        id=cid, name=req["name"], mapping_version=await current_version(conn),
-        query={"filters": [list(p) for p in req["pairs"]], "testset": req["name"]},
-        num_cases=0, num_studies=0, num_series=0, num_instances=0, size_bytes=0,
-        created_by="curator", created_at=func.now()))
-    members = (select(literal(cid), study.c.pk)
-               .select_from(study.join(patient, patient.c.pk == study.c.patient_pk))
-               .where(pool_where, patient.c.patient_id.in_(case_ids)))
-    await conn.execute(insert(cohort_study).from_select(["cohort_id", "study_pk"], members))
-    await cohorts._freeze_instances(conn, cid)
-    await record_cohort_release(conn, cid)
+    await rows_of.insert_cohort(
+        conn, cid, req["name"], {"filters": [list(p) for p in req["pairs"]],
+                                 "testset": req["name"]},
+        await current_version(conn), "curator")
+    await rows_of.freeze(conn, cid, select(study.c.pk)
+                         .select_from(study.join(patient, patient.c.pk == study.c.patient_pk))
+                         .where(pool_where, patient.c.patient_id.in_(case_ids)))
 
 
 async def list_all(core: Core) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from archive.errors import ArchiveUnavailable, InvalidRequest
 from archive.identity.errors import InvalidToken
 from archive.identity.roles import Identity, Kind, Role
-from archive.identity.tables import api_key
+from archive.index.identity_tables import api_key
 
 PREFIX = "arc_"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from archive.identity.audit import AuditAction, AuditEvent
-from archive.identity.tables import audit_event
+from archive.index.identity_tables import audit_event
 
 log = logging.getLogger("archive.audit")
 MAX_BATCH = 5000  # bounds one statement's size and the events a failed batch can lose

@@ -39,7 +39,7 @@ def test_serve_without_database_url_uses_embedded_postgres(tmp_path: Path) -> No
             try:
                 requests.post(url + "/studies", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up, or busy starting
                 time.sleep(0.1)
         result = DICOMwebClient(url).store_instances([f.image("emb")])
         assert len(result.ReferencedSOPSequence) == 1

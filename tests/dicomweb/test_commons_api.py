@@ -66,6 +66,10 @@ CASES: list[tuple[dict[str, Any], Any]] = [
     ({"commons.days_from_study_to_pos_covid_test": "0..7"},
      lambda L, c, s: any(0 <= d <= 7 for d in with_offsets(c, s, "Positive"))),
     ({"commons.site": "SITE_A"}, lambda L, c, s: s.site == "SITE_A"),
+    # the DICOM grammar (PS3.18 §8.3.4): `\\` separates values, `a-b` is a range
+    ({"commons.loinc_code": "36554-4\\29252-4", "commons.test.days_from_study": "-3-3"},
+     lambda L, c, s: L.commons.code_of(s) in ("36554-4", "29252-4")
+     and any(-3 <= d <= 3 for d in with_offsets(c, s))),
     ({"commons.dataset": "SITE_B_20260301"}, lambda L, c, s: s.site == "SITE_B"),
     ({"commons.case.sex": "Female", "ModalitiesInStudy": "CT"},
      lambda L, c, s: c.has_clinical and c.sex == "Female" and s.modality == "CT"),
@@ -220,6 +224,9 @@ def test_cohort_root_is_read_only_and_unknown_cohorts_404(loaded: Loaded) -> Non
     r = requests.post(f"{cohort['dicomweb_root']}/studies", data=b"x", timeout=30,
                       headers={"Content-Type": "multipart/related; type=application/dicom"})
     assert r.status_code == 405
+    assert r.headers["Allow"] == "GET,HEAD"
+    assert r.json() == {"error": "a cohort is frozen: its DICOMweb root is read-only",
+                        "status": 405}
     for bad in ("00000000-0000-0000-0000-000000000000", "1;DROP TABLE study", "x"):
         assert get(loaded, f"/commons/cohorts/{bad}").status_code == 404
         assert get(loaded, f"/commons/cohorts/{bad}/dicom-web/studies").status_code == 404
@@ -293,13 +300,13 @@ def _sop(s: Study) -> str:
 
 def test_cohort_root_hides_other_studies_on_every_route(loaded: Loaded) -> None:
     """Every GET route of the cohort root, taken from the route table itself."""
-    from dicomweb.commons_api import cohort_root_routes
+    from dicomweb.routes import cohort_roots
 
     cohort = make_cohort(loaded, {"commons.site": "SITE_C"})
     member = next(s for s in loaded.commons.studies if s.site == "SITE_C" and not s.sequestered)
     outsider = next(s for s in loaded.commons.studies
                     if s.site == "SITE_A" and not s.sequestered)
-    paths = sorted({rd.path for rd in cohort_root_routes() if rd.method == "GET"})
+    paths = sorted({r.path for r in cohort_roots() if r.method == "GET"})
     assert len(paths) > 15
     base = loaded.server.base
     for template in paths:

@@ -148,3 +148,19 @@ def test_xml_response_when_asked(server: RunningArchive) -> None:
     doc = etree.fromstring(r.content)
     ns = {"n": "http://dicom.nema.org/PS3.19/models/NativeDICOM"}
     assert doc.xpath("//n:DicomAttribute[@keyword='ReferencedSOPSequence']", namespaces=ns)
+
+
+def test_unexpected_error_is_a_processing_failure_not_out_of_resources(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug while storing a part is reported as 0x0110 with its traceback logged, never as
+    0xA700 (out of resources), which tells a client to retry."""
+    from dicomweb.stow import _as_failure
+
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError as exc:
+        with caplog.at_level("ERROR", logger="dicomweb.stow"):
+            err, _uids = _as_failure(exc)
+    assert int(err.failure_reason) == 0x0110
+    assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)

@@ -142,7 +142,13 @@ def test_clinical_links_to_images_either_way(server: RunningArchive) -> None:
 
 def test_writes_need_the_curator_token_when_one_is_set(server_factory: Any) -> None:
     server = server_factory(curator_token="s3cret")
-    assert post(server, [{"case_id": "T-1"}]).status_code == 403
+    refused = post(server, [{"case_id": "T-1"}])
+    assert refused.status_code == 403
+    assert refused.json() == {"status": 403, "error": "this change needs the curator token "
+                                                      "(Authorization: Bearer ...)"}
+    # refused before the body is read: a malformed body is still a 403, not a 400
+    bad = requests.post(f"{server.base}/commons/mappings", data=b"{not json", timeout=30)
+    assert bad.status_code == 403
     r = requests.post(f"{server.base}/commons/cases", json=[{"case_id": "T-1"}],
                       headers={"Authorization": "Bearer s3cret"}, timeout=30)
     assert r.status_code == 200

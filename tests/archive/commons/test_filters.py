@@ -124,6 +124,28 @@ def test_days_to_study(loaded: Loaded) -> None:
                          and (s.days_to_study == -2 or 7 <= s.days_to_study <= 9)))
 
 
+def test_dicom_value_grammar_matches_the_commons_alias(loaded: Loaded) -> None:
+    """PS3.18 §8.3.4 / PS3.4 C.2.2.2: `\\` separates values, `a-b` is a range (ends optional).
+    The commons grammar (`,` lists, `a..b` ranges) stays an alias with the same meaning."""
+    key = "commons.test.days_from_study"
+    assert matching(loaded, "commons.site", "SITE_A\\SITE_C") == matching(
+        loaded, "commons.site", "SITE_A,SITE_C")
+    closed = matching(loaded, key, "-3-3")
+    assert closed == matching(loaded, key, "-3..3") == expected(
+        loaded, clinical(lambda c, s: any(-3 <= d <= 3 for d in _offsets(c, s))))
+    assert closed
+    assert matching(loaded, key, "-10--2") == expected(
+        loaded, clinical(lambda c, s: any(-10 <= d <= -2 for d in _offsets(c, s))))
+    assert matching(loaded, key, "--10") == matching(loaded, key, "..-10")
+    assert matching(loaded, key, "2-") == matching(loaded, key, "2..")
+    assert matching(loaded, "commons.case.age_at_index", "85-") == expected(
+        loaded, clinical(lambda c, s: 85 <= c.age <= 89))
+    # on a signed field a lone negative number is that number, not an open range
+    assert matching(loaded, "commons.days_to_study", "-2\\7-9") == expected(
+        loaded, clinical(lambda c, s: s.days_to_study is not None
+                         and (s.days_to_study == -2 or 7 <= s.days_to_study <= 9)))
+
+
 def test_sequestered_studies_stay_hidden_under_every_key(loaded: Loaded) -> None:
     hidden = expected(loaded, lambda c, s: s.sequestered)
     assert hidden
@@ -139,7 +161,9 @@ def test_empty_value_is_universal(loaded: Loaded) -> None:
     ("commons.nope", "1", "unknown commons query key"),
     ("commons.case.age_at_index", "forty", "not an integer"),
     ("commons.case.age_at_index", "70..40", "empty"),
-    ("commons.test.days_from_study", "3-5", "not an integer"),
+    ("commons.test.days_from_study", "5-3", "empty"),
+    ("commons.test.days_from_study", "3-x", "not an integer"),
+    ("commons.test.days_from_index", "-", "without ends"),
     ("commons.case.age_at_index_gt89", "maybe", "not yes or no"),
     ("commons.test.days_from_index", "..", "without ends"),
 ])

@@ -1,0 +1,35 @@
+"""Transfer syntaxes the listener accepts for storage (C-STORE, and C-GET's sub-operations)."""
+
+from __future__ import annotations
+
+from archive.transfer_syntax import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    JPEG_2000,
+    JPEG_2000_LOSSLESS,
+    JPEG_BASELINE,
+    JPEG_EXTENDED,
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    JPEG_LS_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS,
+    RLE_LOSSLESS,
+)
+
+STORAGE_TRANSFER_SYNTAXES = [
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    JPEG_BASELINE,
+    JPEG_EXTENDED,
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    JPEG_LS_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS,
+    JPEG_2000_LOSSLESS,
+    JPEG_2000,
+    RLE_LOSSLESS,
+]
