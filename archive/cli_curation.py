@@ -18,10 +18,25 @@ from typing import Any
 from archive.config import Settings
 
 COMMANDS = ("dataset",)
-SERVE_SETTINGS = ("release_workflow", "sequester_fraction", "strata_attributes")
+SERVE_SETTINGS = ("release_workflow", "sequester_fraction", "strata_attributes", "deidentify",
+                  "deidentify_site", "deidentify_secret")
 
 
 def add_serve_flags(s: argparse.ArgumentParser) -> None:
+    """`archive serve`: the release workflow and the ingest de-identification profile."""
+    add_release_flags(s)
+    s.add_argument("--deidentify", choices=("basic", "off"),
+                   help="de-identify every instance before it is stored: PS3.15 E.1 Basic "
+                        "Profile (ARCHIVE_DEIDENTIFY, off)")
+    s.add_argument("--deidentify-site", metavar="SITE=basic|off,...",
+                   help="per-site de-identification profile, overriding --deidentify "
+                        "(ARCHIVE_DEIDENTIFY_SITE)")
+    s.add_argument("--deidentify-secret",
+                   help="secret keying the per-patient date shift and UID remapping "
+                        "(ARCHIVE_DEIDENTIFY_SECRET; required with basic)")
+
+
+def add_release_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--release-workflow", action="store_true", default=None,
                    help="stage contributed datasets until a curator releases them "
                         "(ARCHIVE_RELEASE_WORKFLOW, off)")
@@ -38,7 +53,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     rel = dsub.add_parser("release", help="release a dataset: split its new cases open/"
                                           "sequestered and publish the open part")
     common(rel)
-    add_serve_flags(rel)
+    add_release_flags(rel)
     rel.add_argument("dataset", help="dataset (batch) id, e.g. SITE_20260301")
     rel.add_argument("--notes", help="release notes")
     rel.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded)")

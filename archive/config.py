@@ -59,7 +59,17 @@ class Settings:
     sequester_fraction: float = 0.2  # share of new cases a release sequesters
     strata_attributes: tuple[str, ...] = (
         "site", "sex", "covid19_positive", "age", "race", "ethnicity", "modality")
+    deidentify: str = "off"  # ingest profile for every site: basic (PS3.15 E.1) | off
+    deidentify_site: tuple[tuple[str, str], ...] = ()  # per-site profile, overriding `deidentify`
+    deidentify_secret: str | None = None  # keys the per-patient date shift and UID remapping
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def deidentify_profile(self, site: str | None) -> str:
+        """The ingest de-identification profile of a site (its own entry, else the default)."""
+        for name, profile in self.deidentify_site:
+            if name == site:
+                return profile
+        return self.deidentify
 
     def peer(self, ae_title: str) -> Peer | None:
         for p in self.peers:
@@ -149,6 +159,30 @@ def _strata(v: str | list[str]) -> tuple[str, ...]:
     return names
 
 
+DEIDENTIFY_PROFILES = ("basic", "off")
+
+
+def _profile(v: str) -> str:
+    if v not in DEIDENTIFY_PROFILES:
+        raise ConfigError(f"de-identification profile must be one of {DEIDENTIFY_PROFILES}, "
+                          f"not {v!r}")
+    return v
+
+
+def _site_profiles(v: str | Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """`SITE=basic,OTHER=off` (flag, variable) or a TOML table {SITE = "basic"}."""
+    if isinstance(v, Mapping):
+        pairs = [(str(k), str(p)) for k, p in v.items()]
+    else:
+        pairs = []
+        for item in (s.strip() for s in v.split(",") if s.strip()):
+            site, sep, profile = item.partition("=")
+            if not sep or not site.strip():
+                raise ConfigError(f"expected SITE=basic|off, not {item!r}")
+            pairs.append((site.strip(), profile.strip()))
+    return tuple((site, _profile(p)) for site, p in pairs)
+
+
 def _policy(v: str) -> str:
     if v not in DUPLICATE_POLICIES:
         raise ConfigError(f"duplicate policy must be one of {DUPLICATE_POLICIES}, not {v!r}")
@@ -185,6 +219,9 @@ PARSERS: dict[str, Any] = {
     "release_workflow": _bool,
     "sequester_fraction": _fraction,
     "strata_attributes": _strata,
+    "deidentify": _profile,
+    "deidentify_site": _site_profiles,
+    "deidentify_secret": lambda v: v or None,
 }
 
 

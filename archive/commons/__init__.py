@@ -27,6 +27,10 @@ def register(core: Core) -> None:
     from archive.commons.suggest import SuggestionService
 
     core.suggestions = SuggestionService()  # one per Core; built on the first suggestion
+    from archive.commons import deidentify
+
+    if deidentify.check(core.settings):
+        ext.pre_store.append(deidentify.deidentify_hook)
     if core.settings.release_workflow:
         from archive.commons.releases import staging_enricher
 
