@@ -67,7 +67,8 @@ async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
     req = _parse(body)
     in_filter: Any = True
     if req["pairs"]:
-        in_filter = study.c.pk.in_(study_select(req["pairs"], core.extensions, caller).subquery().c.pk)
+        chosen = study_select(req["pairs"], core.extensions, caller).subquery()
+        in_filter = study.c.pk.in_(select(chosen.c.pk))
     cid = uuid.uuid4()
     async with core.engine.begin() as conn:
         await conn.execute(select(func.pg_advisory_xact_lock(RELEASE_LOCK + 1)))

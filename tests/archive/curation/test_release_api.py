@@ -157,6 +157,16 @@ def test_testsets_meet_quotas_or_refuse_with_the_shortfall(
     bad = requests.post(f"{server.base}/commons/testsets", headers=CURATOR, timeout=30, json={
         "name": "x", "size": 10, "targets": {"sex": {"Female": 0.7, "Male": 0.7}}})
     assert bad.status_code == 400
+    # the filters cohorts take narrow the pool: only cases with a CT study
+    ct = requests.post(f"{server.base}/commons/testsets", headers=CURATOR, timeout=120, json={
+        "name": "CT only", "size": 20, "filters": {"ModalitiesInStudy": "CT"}})
+    assert ct.status_code == 201, ct.text
+    mods = server.sql(
+        "SELECT s.modalities FROM cohort_study cs JOIN study s ON s.pk = cs.study_pk "
+        "WHERE cs.cohort_id = $1::uuid", ct.json()["id"])
+    assert len(mods) == 20 and all("CT" in r["modalities"] for r in mods)
+    listed = requests.get(f"{server.base}/commons/testsets", headers=CURATOR, timeout=30).json()
+    assert [t["name"] for t in listed["testsets"]] == ["covid balanced", "second", "CT only"]
 
 
 def test_override_moves_one_case_with_a_reason(

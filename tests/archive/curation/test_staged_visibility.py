@@ -121,3 +121,6 @@ def test_suggestions_and_the_unmapped_report(server_factory: Callable[..., Runni
     after = requests.get(f"{server.base}/commons/loinc/suggest", timeout=60, params={
         "modality": "CT", "description": odd.lower()}).json()["suggestions"]
     assert after[0]["loinc_code"] == "24627-2"
+    paths = requests.get(f"{server.base}/commons/openapi.json", timeout=30).json()["paths"]
+    assert {"/commons/loinc/suggest", "/commons/testsets", "/commons/releases/{number}",
+            "/commons/datasets/{dataset}/release"} <= set(paths)
