@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archive import cli_curation, cli_keys, config
+from archive import cli_curation, cli_keys, config, console
 from archive.errors import ConfigError
 from archive.logs import configure
 
@@ -18,6 +18,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data directory (ARCHIVE_DATA_DIR, ./archive-data)")
     p.add_argument("--database-url", help="PostgreSQL URL (ARCHIVE_DATABASE_URL); embedded if unset")
     p.add_argument("--log-level", help="log level (ARCHIVE_LOG_LEVEL, INFO)")
+    console.add_common_flags(p)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--http-port", help="DICOMweb port (ARCHIVE_HTTP_PORT, 8080)")
     s.add_argument("--dimse-port", help="DIMSE port (ARCHIVE_DIMSE_PORT, 11112)")
     s.add_argument("--ae-title", help="our AE title (ARCHIVE_AE_TITLE, ARCHIVE)")
-    s.add_argument("--peer", action="append", default=[], metavar="AET=HOST:PORT",
+    s.add_argument("--peer", action="append", default=[], metavar="AET=HOST:PORT[@SITE]",
                    help="known DICOM node, repeatable (ARCHIVE_PEERS, comma-separated)")
     s.add_argument("--restrict-peers", action="store_true", default=None,
                    help="accept associations only from --peer AE titles (ARCHIVE_RESTRICT_PEERS)")
@@ -43,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     cli_keys.add_serve_flags(s)
     cli_curation.add_serve_flags(s)
+    console.add_serve_flags(s)
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     up = dbsub.add_parser("upgrade", help="apply migrations and exit")
@@ -60,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
     cli_keys.add_commands(sub, _common)
     cli_curation.add_commands(sub, _common)
     _viewer_parser(sub)
+    console.add_version(ap)
+    console.annotate_defaults(ap)
     return ap
 
 
@@ -89,7 +93,8 @@ def _viewer(args: argparse.Namespace) -> int:
 def settings_from(args: argparse.Namespace) -> config.Settings:
     keys = ("host", "http_port", "dimse_port", "ae_title", "data_dir", "database_url",
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
-            "viewer_dir", "curator_token", "log_level", *cli_keys.SERVE_SETTINGS,
+            "viewer_dir", "curator_token", "log_level", "log_format", "public_url",
+            "trusted_proxies", "check_called_ae", *cli_keys.SERVE_SETTINGS,
             *cli_curation.SERVE_SETTINGS)
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)
@@ -107,7 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"archive: {exc.reason}", file=sys.stderr)
         return 2
-    configure(settings.log_level)
+    quiet = ("archive.ingest",) if args.command == "import" else ()  # the progress bar says it
+    configure(settings.log_level, settings.log_format, quiet)
+    try:
+        return _run(args, settings)
+    except Exception as exc:
+        line = console.explain(exc, settings)
+        if line is None:
+            raise
+        print(f"archive: {line}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, settings: config.Settings) -> int:
     if args.command == "serve":
         from archive.server import serve
 

@@ -7,12 +7,14 @@ Nothing here is mutable after load, so every component receives the same picture
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from archive.errors import ConfigError
 
@@ -62,6 +64,10 @@ class Settings:
     deidentify: str = "off"  # ingest profile for every site: basic (PS3.15 E.1) | off
     deidentify_site: tuple[tuple[str, str], ...] = ()  # per-site profile, overriding `deidentify`
     deidentify_secret: str | None = None  # keys the per-patient date shift and UID remapping
+    log_format: str = "auto"  # human on a terminal, JSON lines otherwise
+    public_url: str | None = None  # externally visible base, e.g. https://pacs.example.org
+    trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose Forwarded headers count
+    check_called_ae: bool = False  # reject associations addressed to another AE title
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def deidentify_profile(self, site: str | None) -> str:
@@ -108,7 +114,7 @@ def parse_peer(text: str) -> Peer:
             raise ValueError("AE title must be 1-16 characters")
         return Peer(aet, host.strip(), int(port), site or None)
     except ValueError as exc:
-        raise ConfigError(f"bad peer {text!r}: expected AET=HOST:PORT ({exc})") from exc
+        raise ConfigError(f"bad peer {text!r}: expected AET=HOST:PORT[@SITE] ({exc})") from exc
 
 
 def _peers(v: str | list[str]) -> tuple[Peer, ...]:
@@ -189,6 +195,39 @@ def _policy(v: str) -> str:
     return v
 
 
+LOG_FORMATS = ("auto", "human", "json")
+
+
+def _log_format(v: str) -> str:
+    if v not in LOG_FORMATS:
+        raise ConfigError(f"log format must be one of {LOG_FORMATS}, not {v!r}")
+    return v
+
+
+def _public_url(v: str) -> str | None:
+    """`scheme://host[:port][/prefix]`, no trailing slash; the base of every URL we hand out."""
+    if not v:
+        return None
+    parsed = urlsplit(v)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query:
+        raise ConfigError(f"public URL must look like https://host[:port][/prefix], not {v!r}")
+    return v.rstrip("/")
+
+
+def _networks(v: str | list[str]) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDRs, validated now so a typo fails at start-up."""
+    items = v if isinstance(v, list) else v.split(",")
+    out = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError as exc:
+            raise ConfigError(f"trusted proxy {item!r} is not an address or CIDR") from exc
+    return tuple(out)
+
+
 PARSERS: dict[str, Any] = {
     "host": str,
     "http_port": _port,
@@ -222,6 +261,10 @@ PARSERS: dict[str, Any] = {
     "deidentify": _profile,
     "deidentify_site": _site_profiles,
     "deidentify_secret": lambda v: v or None,
+    "log_format": _log_format,
+    "public_url": _public_url,
+    "trusted_proxies": _networks,
+    "check_called_ae": _bool,
 }
 
 

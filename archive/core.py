@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from archive.caller import Caller as Caller
 from archive.config import Settings
-from storage.filesystem import FileBlobStore
+from storage.base import BlobStore
 
 if TYPE_CHECKING:
     from archive.index.writes import Attribution
@@ -49,7 +49,7 @@ class Extensions:
 class Core:
     settings: Settings
     engine: AsyncEngine
-    blobs: FileBlobStore
+    blobs: BlobStore  # the backend is chosen by the composition root only
     executor: Executor | None = None
     workers: Workers | None = None  # parse/transcode processes (None: threads)
     extensions: Extensions = field(default_factory=Extensions)

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from archive.core import Caller, Core
+from archive.index import blob_journal
 from archive.index.deletes import remove_scope
 from archive.index.reads import Scope
 
@@ -32,6 +33,8 @@ async def delete(
     """Remove the visible instances of the scope, then empty series/studies/patients."""
     async with core.engine.begin() as conn:
         removed = await remove_scope(conn, caller, Scope(study, series, instance))
+        # the journal names them for the sweep if we die before unlinking (archive.sweep)
+        await blob_journal.journal(conn, list(removed.blob_keys), blob_journal.UNREFERENCED)
     for key in removed.blob_keys:  # after commit: a crash here leaves orphans for the sweep
         core.blobs.delete(key)
     log.info("deleted", extra={"study_uid": study, "instances": len(removed.blob_keys)})

@@ -2,16 +2,17 @@
 
 Ingests hand over a parsed instance and its spool file; a writer takes everything pending and
   1. answers identical re-sends from one index lookup (no blob is written for them),
-  2. fsyncs all their files in parallel (the disk flushes once for the lot), renames them into
-     place and fsyncs each directory (see FileBlobStore.commit_many),
+  2. journals their new blob keys (one committed statement, archive.index.blob_journal), then
+     makes the files durable with one flush (BlobStore.commit_many: the filesystem backend
+     fsyncs them in parallel, renames them into place and fsyncs each directory),
   3. indexes them in ONE transaction, a savepoint each (a bad instance fails alone), in
      patient → study → series order (two writers always lock rows in the same order), recounts
      every touched series and study once, and commits,
 and only then resolves each caller's future. While one flush runs the next batch gathers, so
 under load each disk flush and each commit carries many instances; an instance arriving alone
 waits for nobody. The guarantees of `archive.ingest` are unchanged: success means the file is
-fsynced and the index row committed; a crash leaves at worst orphan blobs, never a row without
-its file.
+fsynced and the index row committed; a crash leaves at worst journaled orphan blobs (which the
+start-up sweep removes), never a row without its file.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from archive.blobs import as_outcome
 from archive.core import Core
-from archive.errors import ArchiveError, ArchiveUnavailable, StorageFull
+from archive.errors import ArchiveError, ArchiveUnavailable
+from archive.index import blob_journal
 from archive.index.db_errors import UNAVAILABLE, DatabaseError, is_retryable
 from archive.index.writes import Attribution, Indexed, recount, upsert_instance
 from archive.instance import InstanceFacts
 from storage.base import Spooled
-from storage.filesystem import NoSpace
 
 log = logging.getLogger("archive.group_commit")
 
@@ -64,6 +68,10 @@ class GroupCommitter:
         self._pending: list[_Item] = []
         self._wake = asyncio.Event()
         self._writers = [loop.create_task(self._writer()) for _ in range(WRITERS)]
+        # The connection holding this writer's journal lock (see archive.index.blob_journal).
+        self._lease: AsyncConnection | None = None
+        self._owner = 0
+        self._lease_lock = asyncio.Lock()
 
     async def submit(
         self, facts: InstanceFacts, spooled: Spooled, attribution: Attribution
@@ -80,6 +88,7 @@ class GroupCommitter:
         for task in self._writers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._drop_lease()
 
     async def _writer(self) -> None:
         while True:
@@ -130,15 +139,43 @@ class GroupCommitter:
         return todo
 
     async def _make_durable(self, items: list[_Item]) -> None:
+        """Journal the new keys (committed), then commit the blobs under them."""
         blobs = self.core.blobs
-        outcomes = await self.core.run_blocking(blobs.commit_many, [i.spooled for i in items])
+        keys = [blobs.new_key() for _ in items]
+        await self._journal_writes(keys)
+        outcomes = await self.core.run_blocking(
+            blobs.commit_many, [i.spooled for i in items], keys)
         for item, outcome in zip(items, outcomes, strict=True):
-            if isinstance(outcome, NoSpace):
-                item.error = StorageFull(f"storage is full: {outcome}")
-            elif isinstance(outcome, BaseException):
+            outcome = as_outcome(outcome)  # storage errors → archive errors
+            if isinstance(outcome, BaseException):
                 item.error = outcome
             else:
                 item.key = outcome
+
+    async def _journal_writes(self, keys: list[str]) -> None:
+        """Record keys about to be written, under this writer's lock (a sweep on another node
+        leaves them alone while the lock is held and they are younger than its grace)."""
+        async with self._lease_lock:
+            try:
+                if self._lease is None:
+                    owner, conn = blob_journal.new_owner(), await self.core.engine.connect()
+                    self._lease = conn
+                    await blob_journal.hold_owner(conn, owner)
+                    await conn.commit()
+                    self._owner = owner
+                await blob_journal.journal(self._lease, keys, blob_journal.WRITE, self._owner)
+                await self._lease.commit()
+            except (DBAPIError, OSError, ConnectionError) as exc:
+                await self._drop_lease()
+                raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
+
+    async def _drop_lease(self) -> None:
+        conn, self._lease = self._lease, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()  # closes the session, so its lock is released
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _index(self, items: list[_Item]) -> None:
         """Index the batch in one transaction. First without savepoints (two statements fewer
@@ -167,8 +204,12 @@ class GroupCommitter:
         hooks = self.core.extensions.index_hooks
         async with self.core.engine.begin() as conn:
             series_pks: set[int] = set()
+            claimed = await blob_journal.claim_for_index(conn, [i.key or "" for i in ordered])
             for item in ordered:
                 assert item.key is not None
+                if item.key not in claimed:  # a sweep took it: the blob may be gone
+                    item.error = ArchiveUnavailable("stored file was swept before indexing, retry")
+                    continue
                 blob = {"blob_key": item.key, "size_bytes": item.spooled.size,
                         "sha256": item.spooled.sha256}
                 try:
@@ -189,12 +230,26 @@ class GroupCommitter:
                 series_pks.update(indexed.series_pks)
             if series_pks:
                 await recount(conn, sorted(series_pks))
+            await blob_journal.journal(conn, _unreferenced(ordered, claimed),
+                                       blob_journal.UNREFERENCED)
 
     def _fail(self, item: _Item, exc: BaseException) -> None:
         if item.key is not None:
             self.core.blobs.delete(item.key)
             item.key = None
         item.future.set_exception(exc)
+
+
+def _unreferenced(items: list[_Item], claimed: set[str]) -> list[str]:
+    """Keys this indexing transaction leaves without an index row (for the sweep's journal)."""
+    keys = []
+    for item in items:
+        if item.key in claimed and (item.error is not None or item.indexed is None
+                                    or item.indexed.outcome in ("duplicate", "kept")):
+            keys.append(item.key)
+        if item.indexed is not None and item.indexed.replaced_blob_key:
+            keys.append(item.indexed.replaced_blob_key)
+    return keys
 
 
 def _lock_order(item: _Item) -> tuple[str, str, str, str, str]:

@@ -23,7 +23,7 @@ from pydicom.uid import UID
 
 from archive.attributes import LEVEL_KEYWORDS, Level
 from archive.errors import DataSetMismatch, InvalidInstance, UnsupportedTransferSyntax
-from archive.transfer_syntax import KNOWN_TRANSFER_SYNTAXES
+from archive.transfer_syntax import DEFLATED_EXPLICIT_VR_LE, KNOWN_TRANSFER_SYNTAXES
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 BULK_THRESHOLD = 1024  # bytes: larger binary values become BulkDataURI references
@@ -74,10 +74,18 @@ def read_instance(path: Path, file_size: int) -> InstanceFacts:
     """Parse and validate one Part-10 file; raises InvalidInstance with a reason a person can act on."""
     with open(path, "rb") as fp:
         ds = _read_header(fp)
-        stop = fp.tell()
-        pixels = _scan_pixels(fp, ds, stop, file_size)
+        if str(ds.file_meta.TransferSyntaxUID) == DEFLATED_EXPLICIT_VR_LE:
+            # fp.tell() is a position in the compressed stream, useless for offsets: inflate the
+            # whole data set instead. Frames of a deflated file cannot be served by file offset.
+            fp.seek(0)
+            ds = _read_header(fp, whole=True)
+            pixels = None
+            has_pixels = any(t in ds for t in PIXEL_TAGS)
+        else:
+            pixels = _scan_pixels(fp, ds, fp.tell(), file_size)
+            has_pixels = pixels is not None
     facts = _validate(ds)
-    if pixels is None and "Rows" in ds and "Columns" in ds and "FloatPixelData" not in ds:
+    if not has_pixels and "Rows" in ds and "Columns" in ds and "FloatPixelData" not in ds:
         raise InvalidInstance("truncated: image attributes present but no Pixel Data")
     header = to_json(ds)
     level_attrs = {lvl: {t: v for t, v in header.items() if t in _LEVEL_TAGS[lvl]} for lvl in Level}
@@ -95,12 +103,13 @@ def read_instance(path: Path, file_size: int) -> InstanceFacts:
     )
 
 
-def _read_header(fp: BinaryIO) -> Dataset:
+def _read_header(fp: BinaryIO, whole: bool = False) -> Dataset:
+    """The data set up to Pixel Data (or all of it when `whole`, for deflated files)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                ds = dcmread(fp, stop_before_pixels=True)
+                ds = dcmread(fp, stop_before_pixels=not whole)
             except InvalidDicomError:
                 # No 128-byte preamble (pydicom.dcmwrite's default): accept when group 0002
                 # is present, as most archives do; the file is kept as received.
@@ -108,7 +117,7 @@ def _read_header(fp: BinaryIO) -> Dataset:
                 if fp.read(2) != b"\x02\x00":
                     raise
                 fp.seek(0)
-                ds = dcmread(fp, stop_before_pixels=True, force=True)
+                ds = dcmread(fp, stop_before_pixels=not whole, force=True)
             # Force every value to be read now, so a truncated header fails here, not later.
             for _ in ds.iterall():
                 pass
@@ -161,6 +170,11 @@ def _scan_pixels(fp: BinaryIO, ds: Dataset, start: int, file_size: int) -> Pixel
         return None
     if explicit:
         vr = head[4:6].decode("ascii", "replace")
+        if not (vr.isascii() and vr.isalpha() and vr.isupper()):
+            raise InvalidInstance(
+                f"malformed Pixel Data element: encoded as implicit VR (no VR field) although "
+                f"the transfer syntax {ts} is explicit VR"
+            )
         if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
             rest = fp.read(4)
             if len(rest) < 4:

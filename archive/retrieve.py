@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archive.blobs import local_file
 from archive.core import Caller, Core
 from archive.errors import NotFound
 from archive.index import reads
@@ -64,7 +65,7 @@ async def locate(
     return [
         Located(
             r.study_uid, r.series_uid, r.sop_uid, r.sop_class_uid, r.transfer_syntax,
-            core.blobs.path(r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
+            local_file(core, r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
             r.columns, r.header if with_header else None,
         )
         for r in rows
@@ -138,7 +139,7 @@ async def locate_keys(core: Core, caller: Caller, keys: Keys) -> list[Located]:
         rows = await reads.located_rows_for_keys(conn, caller, keys)
     return [
         Located(r.study_uid, r.series_uid, r.sop_uid, r.sop_class_uid, r.transfer_syntax,
-                core.blobs.path(r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
+                local_file(core, r.blob_key), r.size_bytes, r.pixels, r.number_of_frames, r.rows,
                 r.columns)
         for r in rows
     ]

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from archive import commons, group_commit
 from archive.config import Settings
+from archive.console import check_data_dir, ensure_database, note_embedded_start
 from archive.core import Core
 from archive.index.engine import create_engine, embedded_postgres, upgrade
-from archive.sweep import sweep_orphans
+from archive.sweep import ensure_paired, sweep_orphans
 from archive.transcode import warm
 from archive.workers import WorkerPool, Workers
 from storage.filesystem import FileBlobStore
@@ -36,8 +37,10 @@ def default_workers() -> Workers:
 async def database(settings: Settings) -> AsyncIterator[str]:
     """The configured database URL, or an embedded PostgreSQL started for the runtime's life."""
     if settings.database_url:
+        await ensure_database(settings.database_url)  # created if missing, or says how
         yield settings.database_url
         return
+    note_embedded_start(settings)
     stack = contextlib.ExitStack()
     url = await asyncio.to_thread(stack.enter_context, embedded_postgres(settings.pg_dir))
     try:
@@ -79,7 +82,7 @@ async def open_core(
 
     `workers`: pools shared with other runtimes of this process (the caller then owns and
     closes them); by default the runtime owns fresh ones. Pools start lazily on first use."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_data_dir(settings)  # one clear line, not a traceback, when it is not writable
     own_workers = workers is None
     pools = workers if workers is not None else default_workers()
     async with database(settings) as url:
@@ -89,7 +92,9 @@ async def open_core(
         lock = DataDirLock(settings.data_dir)
         try:
             if lock.try_exclusive():
-                await sweep_orphans(engine, blobs)
+                await sweep_orphans(engine, blobs)  # checks the pairing first
+            else:  # another runtime uses the directory (and swept it): only check the pairing
+                await ensure_paired(engine, blobs)
             lock.share()
             core = Core(settings=settings, engine=engine, blobs=blobs, workers=pools)
             commons.register(core)
@@ -101,5 +106,6 @@ async def open_core(
         finally:
             if own_workers:
                 pools.close()
+            blobs.close()
             await engine.dispose()
             lock.close()

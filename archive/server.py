@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from archive.config import Settings
+from archive.console import announce
 from archive.core import Core
 from archive.runtime import open_core
 from archive.workers import Workers
@@ -37,8 +38,7 @@ async def running(settings: Settings, workers: Workers | None = None) -> AsyncIt
         site = web.TCPSite(runner, settings.host, settings.http_port)
         await site.start()
         listener = Listener(core, asyncio.get_running_loop())
-        log.info("serving", extra={"http": f"http://{settings.host}:{settings.http_port}/dicom-web",
-                                   "dimse_port": settings.dimse_port})
+        announce(settings)  # the start-up banner (archive/console.py)
         try:
             yield core
         finally:

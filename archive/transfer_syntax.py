@@ -39,3 +39,5 @@ COMPRESSED = (
     MPEG4_AVC,
 )
 KNOWN_TRANSFER_SYNTAXES = frozenset(UNCOMPRESSED + COMPRESSED)
+# Image syntaxes whose pixel data are lossy: once stored so, no lossless representation exists.
+LOSSY = frozenset({JPEG_BASELINE, JPEG_EXTENDED, JPEG_LS_NEAR_LOSSLESS, JPEG_2000, HTJ2K})

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Ingest throughput: STOW-RS and C-STORE instances/s and MB/s on the generated data set, as JSON.
 
-    python bench/ingest.py                       # starts a private archive (bench/ours.sh), full set
-    python bench/ingest.py --preset tiny         # 56 instances, a smoke run
-    python bench/ingest.py --dicomweb http://127.0.0.1:8080/dicom-web --dimse 127.0.0.1:11112:ARCHIVE \\
+    python -m bench.ingest                       # starts a private archive (bench/ours.sh), full set
+    python -m bench.ingest --preset tiny         # 56 instances, a smoke run
+    python -m bench.ingest --dicomweb http://127.0.0.1:8080/dicom-web --dimse 127.0.0.1:11112:ARCHIVE \\
         --reset-cmd "..."                        # any running server (Orthanc too)
 
-Runs `harness.py` (STOW-RS K instances/request × N in flight, DCMTK storescu × N, pynetdicom × N),
+Runs peerbench's `bench.py` (STOW-RS K instances/request × N in flight, DCMTK storescu × N, pynetdicom × N),
 each run on an emptied server, each checked afterwards through QIDO-RS, and prints one JSON object:
 {"data": {...}, "runs": {"stow_10x4": {"instances_per_s", "MB_per_s", "server_cpu_ms_per_instance",
-"verified", ...}, ...}}. The comparison with Orthanc lives in bench/run.py.
+"verified", ...}, ...}}. The comparison with Orthanc lives in bench.run.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bench.scripts import GEN_DATA, HARNESS, dcmtk_storescu
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,10 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dimse-clients", default="storescu,cstore",
                     help="storescu (DCMTK), cstore (pynetdicom)")
     ap.add_argument("--concurrency", type=int, default=4, help="associations for C-STORE")
+    ap.add_argument("--storescu", default=dcmtk_storescu(),
+                    help="DCMTK storescu (not pynetdicom's app of the same name)")
     a = ap.parse_args(argv)
     data = a.data or "/tmp/archive-bench-data" + ("-tiny" if a.preset == "tiny" else "")
     if not (Path(data) / "manifest.json").exists():
-        subprocess.run([sys.executable, str(HERE / "gen_data.py"), "--out", data]
+        subprocess.run([sys.executable, str(GEN_DATA), "--out", data]
                        + (["--preset", "tiny"] if a.preset == "tiny" else []),
                        check=True, stdout=subprocess.DEVNULL)
     started = a.dicomweb is None
@@ -55,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     phases = ["stow"] + [c for c in a.dimse_clients.split(",") if c and a.dimse]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ingest.json"
-        cmd = [sys.executable, str(HERE / "harness.py"), "--dicomweb", a.dicomweb, "--data", data,
+        cmd = [sys.executable, str(HARNESS), "--dicomweb", a.dicomweb, "--data", data,
                "--phases", ",".join(phases), "--stow-config", a.stow, "--concurrency",
-               str(a.concurrency), "--out", str(out)]
+               str(a.concurrency), "--storescu", a.storescu, "--out", str(out)]
         cmd += ["--dimse", a.dimse] if a.dimse else []
         cmd += ["--reset-cmd", a.reset_cmd] if a.reset_cmd else []
         cmd += ["--server-pid-file", a.server_pid_file] if a.server_pid_file else []

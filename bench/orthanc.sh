@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start/stop/reset a private Orthanc (+ DICOMweb plugin) for the archive benchmark (bench/run.py), loopback only.
+# Start/stop/reset a private Orthanc (+ DICOMweb plugin) for the archive benchmark (python -m bench.run), loopback only.
 #
 #   orthanc.sh start  [--postgres] [--profile speed|default] [--metadata Full|MainDicomTags|Extrapolate]
 #                     [--tcp-nodelay]   # export TCP_NODELAY=1 to Orthanc: DCMTK then disables Nagle on

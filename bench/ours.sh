@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start/stop/reset a private instance of this archive for the benchmark (bench/run.py), loopback only.
+# Start/stop/reset a private instance of this archive for the benchmark (python -m bench.run), loopback only.
 #
 #   ours.sh start [--database-url URL] [-- extra `archive serve` flags]
 #                         # starts EMPTY; without --database-url the archive runs its embedded
@@ -19,7 +19,7 @@ HTTP_PORT=${OURS_HTTP_PORT:-18142}
 DICOM_PORT=${OURS_DICOM_PORT:-18143}
 AET=${OURS_AET:-ARCHIVE}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-SRC=${ARCHIVE_SRC:-$HERE}   # source tree to run (bench/run.py passes a snapshot of the working tree)
+SRC=${ARCHIVE_SRC:-$HERE}   # source tree to run (bench.run passes a snapshot of the working tree)
 
 cmd=${1:-}; shift || true
 DB_URL=""; EXTRA=()

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Query latency at scale: fill an index with generated rows, then time QIDO-RS and C-FIND.
 
-    python bench/query.py --instances 10000 1000000 --database-url postgresql://postgres@127.0.0.1/postgres
-    python bench/query.py --instances 10000          # embedded PostgreSQL in a temp directory
+    python -m bench.query --instances 10000 1000000 --database-url postgresql://postgres@127.0.0.1/postgres
+    python -m bench.query --instances 10000          # embedded PostgreSQL in a temp directory
 
 For each size: a scratch database is created (and dropped afterwards unless --keep), migrated,
 and filled directly with INSERT ... SELECT generate_series (not through ingest: this measures
@@ -15,9 +15,9 @@ p50/p95 in milliseconds are printed as JSON (and written to --out).
 
 Side by side with Orthanc (same data, stored through STOW-RS into both, same queries, alternating):
 
-    PEERBENCH_ORTHANC_DIR=/tmp/qb-orthanc HTTP_PORT=18142 DICOM_PORT=18143 \
-        ../shared/peerbench/orthanc.sh start --tcp-nodelay
-    python bench/query.py --compare-orthanc http://127.0.0.1:18142/dicom-web \
+    BENCH_ORTHANC_DIR=/tmp/qb-orthanc HTTP_PORT=18142 DICOM_PORT=18143 \
+        bench/orthanc.sh start --tcp-nodelay
+    python -m bench.query --compare-orthanc http://127.0.0.1:18142/dicom-web \
         --orthanc-dimse 127.0.0.1:18143:ORTHANC --instances 10000 --database-url ...
 
 Generated instances are tiny (8x8 pixels) so the run measures the index, not the disk.
@@ -44,8 +44,6 @@ from typing import Any
 
 import asyncpg
 import requests
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from archive.config import Settings
 from archive.index.engine import embedded_postgres, sync_url, upgrade

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Turn one bench/run.py results.json into ratios: ratios.json, table.md and PNG plots.
+"""Turn one bench.run results.json into ratios: ratios.json, table.md and PNG plots.
 
-    python bench/report.py bench/results/<stamp>/results.json
+    python -m bench.report bench/results/<stamp>/results.json
 
 Every figure is "ours as a multiple of Orthanc's speed" (higher is better): throughput ratios are
 ours/Orthanc, latency ratios Orthanc p50 / ours p50. Targets are those of issue 6.

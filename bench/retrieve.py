@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Retrieve benchmark against any DICOMweb server (ours or Orthanc): prints JSON.
 
-    python bench/retrieve.py --url http://127.0.0.1:8080/dicom-web [--stow DIR] [--reps 20]
-    python bench/retrieve.py --url http://127.0.0.1:18042/dicom-web --label orthanc
+    python -m bench.retrieve --url http://127.0.0.1:8080/dicom-web [--stow DIR] [--reps 20]
+    python -m bench.retrieve --url http://127.0.0.1:18042/dicom-web --label orthanc
 
 Measures (one keep-alive connection, bodies fully read, latency = request sent â†’ body read):
   study_retrieve   largest study, `transfer-syntax=*`, MB/s (MB = 10^6 bytes of HTTP body)
@@ -13,7 +13,7 @@ Measures (one keep-alive connection, bodies fully read, latency = request sent â
   frame_compressed_as_is / frame_decoded   frame 1 of a compressed instance, as stored / decoded
   rendered         instance rendered as image/jpeg; thumbnail of the series (viewport 256)
 Data: whatever the server holds (discovered with QIDO-RS); `--stow DIR` first uploads every
-file under DIR (e.g. shared/peerbench gen_data.py output) with STOW-RS, 10 instances a request.
+file under DIR (e.g. bench/peerbench/gen_data.py output) with STOW-RS, 10 instances a request.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """One command: the same load against this archive AND Orthanc, alternating, in one run.
 
-    python bench/run.py                      # full data set (1,940 instances, 889 MB), ~30-40 min
-    python bench/run.py --preset tiny        # smoke run (56 instances), a few minutes
+    python -m bench.run                      # full data set (1,940 instances, 889 MB), ~30-40 min
+    python -m bench.run --preset tiny        # smoke run (56 instances), a few minutes
 
 Steps: snapshot the source tree (so edits during the run cannot change what is measured) →
 generate the deterministic data set if missing → start our archive (embedded PostgreSQL, its
 default deployment), Orthanc with its SQLite index and Orthanc with its PostgreSQL index →
-for every ingest configuration run `harness.py` against each server in turn (the order flips
-every step), then every read phase the same way → machine ceilings (`physical_limit.py`: an
+for every ingest configuration run peerbench's `bench.py` against each server in turn (the order flips
+every step), then every read phase the same way → machine ceilings (peerbench's `physical_limit.py`: an
 fdatasync-only STOW sink, a static file server) → `report.py` turns everything into ratios:
 results.json, table.md and PNG plots in the output folder. Every server is started and stopped
 here, by PID; nothing else on the machine is touched.
@@ -29,10 +29,12 @@ import threading
 import time
 from pathlib import Path
 
+from bench.scripts import GEN_DATA, HARNESS, PHYSICAL_LIMIT, PHYSICAL_TMP, dcmtk_storescu
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
-SRC_DIRS = ("archive", "dicomweb", "dimse", "storage", "migrations")
+SRC_DIRS = ("archive", "dicomweb", "dimse", "storage")  # archive/ holds the migrations
 
 
 def log(*a: object) -> None:
@@ -119,7 +121,7 @@ def _mem(pid: int, field: str) -> int:
 
 
 def snapshot_source(out: Path) -> dict[str, str]:
-    """Copy the packages and migrations into OUT/src and run the archive from there."""
+    """Copy the packages (migrations included) into OUT/src and run the archive from there."""
     src = out / "src"
     shutil.rmtree(src, ignore_errors=True)
     for d in SRC_DIRS:
@@ -133,7 +135,7 @@ def snapshot_source(out: Path) -> dict[str, str]:
 
 def harness(server: Server, data: str, phases: str, out: Path, a: argparse.Namespace,
             extra: list[str]) -> dict:
-    cmd = [PY, str(HERE / "harness.py"), "--dicomweb", server.dicomweb, "--dimse", server.dimse,
+    cmd = [PY, str(HARNESS), "--dicomweb", server.dicomweb, "--dimse", server.dimse,
            "--data", data, "--phases", phases, "--label", server.label, "--out", str(out),
            "--server-pid-file", server.pid_file, "--storescu", a.storescu,
            "--concurrency", str(a.concurrency), "--qido-reps", str(a.qido_reps),
@@ -177,7 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--wado-reps", type=int, default=2)
     ap.add_argument("--wado-reps-small", type=int, default=30)
     ap.add_argument("--timeout", type=float, default=120.0, help="per-request timeout (s)")
-    ap.add_argument("--storescu", default=shutil.which("storescu", path="/usr/bin") or "storescu",
+    ap.add_argument("--storescu", default=dcmtk_storescu(),
                     help="DCMTK storescu (not pynetdicom's app of the same name)")
     ap.add_argument("--ours-database-url", help="PostgreSQL URL for ours (its database is re-created)")
     ap.add_argument("--no-snapshot", action="store_true", help="run ours from the checkout itself")
@@ -220,14 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     data = a.data or ("/tmp/archive-bench-data" + ("-tiny" if a.preset == "tiny" else ""))
     if not (Path(data) / "manifest.json").exists():
         log("generating data set in", data)
-        gen = [PY, str(HERE / "gen_data.py"), "--out", data]
+        gen = [PY, str(GEN_DATA), "--out", data]
         subprocess.run(gen + (["--preset", "tiny"] if a.preset == "tiny" else []), check=True,
                        stdout=subprocess.DEVNULL)
     source = {"path": str(ROOT), "git_head": "", "uncommitted_files": "?"}
     if not a.no_snapshot:
         source = snapshot_source(out)
     a.src = source["path"]
-    meta = {"command": " ".join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+    meta = {"command": " ".join(["python", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])]),
             "started_utc": stamp, "data": data,
             "dataset": json.loads((Path(data) / "manifest.json").read_text()),
             "source": source,
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         log("machine ceilings")
         skip = ",".join({"disk", "tcp", "http", "dimse"} - set(a.ceilings.split(",")))
         with open(out / "physical.log", "w") as err:
-            subprocess.run([PY, str(HERE / "physical_limit.py"), "--data", data, "--out",
+            subprocess.run([PY, str(PHYSICAL_LIMIT), "--data", data, "--tmp", PHYSICAL_TMP, "--out",
                             str(out / "physical.json"), "--repeat", "1", "--concurrency",
                             str(a.concurrency), "--stow-config", "10x4,1x1", "--skip", skip],
                            stdout=subprocess.DEVNULL, stderr=err, check=False)
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["finished_utc"] = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     results["meta"]["loadavg_at_end"] = os.getloadavg()
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    subprocess.run([PY, str(HERE / "report.py"), str(out / "results.json")], check=False)
+    subprocess.run([PY, "-m", "bench.report", str(out / "results.json")], check=False, cwd=ROOT)
     log("wrote", out)
     return 0
 

@@ -67,6 +67,12 @@ def archive_error_response(exc: e.ArchiveError) -> web.Response:
     return error_response(status_for(exc), exc.reason, exc.details(), headers)
 
 
+def log_refusal(request: web.Request, status: int, reason: str) -> None:
+    """Every 4xx is logged with its reason at INFO, so a refused sender can be diagnosed."""
+    log.info("%s %s -> %d: %s", request.method, request.path, status, reason,
+             extra={"status": status, "peer": request.remote})
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -79,8 +85,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except e.ArchiveError as exc:
+        if status_for(exc) < 500:
+            log_refusal(request, status_for(exc), exc.reason)
         return archive_error_response(exc)
-    except web.HTTPException:
+    except web.HTTPException as exc:
+        if 400 <= exc.status < 500:
+            log_refusal(request, exc.status, exc.reason)
         raise
     except Exception:
         rid = uuid.uuid4().hex[:12]

@@ -12,6 +12,20 @@ from archive.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from dicomweb.media_types import parse_media_type
 
 CHUNK = 256 * 1024
+MAX_BOUNDARY = 200  # RFC 2046 says 70; Orthanc's DICOMweb client sends 73, so be liberal
+
+
+class LiberalMultipartReader(MultipartReader):
+    """aiohttp's reader with a boundary cap of MAX_BOUNDARY instead of RFC 2046's 70.
+
+    Real senders (Orthanc 1.10) exceed 70 characters; refusing them loses studies for no gain.
+    """
+
+    def _get_boundary(self) -> str:
+        boundary: str = self._mimetype.parameters["boundary"]
+        if len(boundary) > MAX_BOUNDARY:
+            raise ValueError(f"boundary is too long ({len(boundary)} > {MAX_BOUNDARY} characters)")
+        return boundary
 
 
 class Budget:
@@ -44,7 +58,7 @@ def check_multipart(request: web.Request, expected_type: str) -> None:
 async def parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
     """Yield body parts; structural errors become InvalidRequest (400)."""
     try:
-        reader = MultipartReader(request.headers, request.content)
+        reader = LiberalMultipartReader(request.headers, request.content)
         while True:
             part = await reader.next()
             if part is None:

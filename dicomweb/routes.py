@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from archive.query.spec import Level
-from dicomweb import commons_api, curation_api, qido, stow, wado, wado_frames, wado_uri
+from dicomweb import commons_api, curation_api, landing, qido, stow, wado, wado_frames, wado_uri
 from dicomweb.urls import ROOT
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,6 +74,10 @@ DICOMWEB: tuple[Route, ...] = (
 )
 
 SITE: tuple[Route, ...] = (
+    # the landing page and a JSON description of the service (issue 11.5)
+    Route("GET", "/", landing.index),
+    Route("GET", ROOT, landing.service),
+    Route("GET", ROOT + "/", landing.service),
     # WADO-URI at the site root too, where legacy viewers look for it
     Route("GET", "/wado", wado_uri.wado),
 )

@@ -14,24 +14,18 @@ from typing import Any
 
 from aiohttp import web
 
+from archive.blobs import spool_stream
 from archive.core import Caller, Core
-from archive.errors import (
-    ArchiveError,
-    FailureReason,
-    InvalidRequest,
-    PayloadTooLarge,
-    StorageFull,
-)
+from archive.errors import ArchiveError, FailureReason, InvalidRequest
 from archive.ingest import Stored, ingest
 from archive.instance import is_valid_uid
 from dicomweb import multipart
 from dicomweb.auth import caller_from_request
 from dicomweb.dicom_xml import to_xml
-from dicomweb.errors import warning_header
+from dicomweb.errors import log_refusal, warning_header
 from dicomweb.keys import CORE
 from dicomweb.media_types import negotiate, parse_media_type
 from dicomweb.urls import instance_url, service_root, study_url
-from storage.filesystem import NoSpace, SpoolLimitExceeded
 
 log = logging.getLogger("dicomweb.stow")
 # Parts of one request ingested at once: enough for a whole request to share one group commit.
@@ -80,14 +74,7 @@ async def _receive(
                 err = InvalidRequest(f"part Content-Type {ctype!r} is not application/dicom")
                 tasks.append(asyncio.create_task(_failed(err)))
                 continue
-            try:
-                spooled = await core.blobs.spool_stream(
-                    multipart.part_chunks(part, budget), core.settings.max_instance_bytes
-                )
-            except SpoolLimitExceeded as exc:
-                raise PayloadTooLarge(str(exc)) from exc
-            except NoSpace as exc:
-                raise StorageFull(f"storage is full: {exc}") from exc
+            spooled = await spool_stream(core, multipart.part_chunks(part, budget))
             await sem.acquire()
             tasks.append(asyncio.create_task(_ingest_one(core, spooled, caller, study, sem)))
         if not tasks:
@@ -171,6 +158,8 @@ def _respond(
     headers = {}
     if warnings:
         headers["Warning"] = warning_header("; ".join(warnings), limit=1000)
+    if status == 409:
+        log_refusal(request, status, "; ".join(warnings))
     if accept == "application/dicom+xml":
         return web.Response(status=status, body=to_xml(body), headers=headers,
                             content_type="application/dicom+xml")

@@ -26,7 +26,7 @@ from archive.transcode import (
     decoded_frame,
     encoded_frame,
 )
-from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE, UNCOMPRESSED
+from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE, LOSSY, UNCOMPRESSED
 from dicomweb.auth import caller_from_request
 from dicomweb.keys import CORE
 from dicomweb.multipart import closing, new_boundary, part_header
@@ -57,11 +57,21 @@ def _octet_plan(w: Wanted, stored: str) -> FramePlan | None:
     return None
 
 
-def _image_plan(w: Wanted, stored: str) -> FramePlan | None:
+def _image_target(w: Wanted, stored: str) -> str | None:
+    """The transfer syntax to send for an image/* media range (None: nothing fits)."""
+    as_stored = stored if FRAME_MEDIA.get(stored) == w.media else None
     if w.ts == "*":
-        target = stored if FRAME_MEDIA.get(stored) == w.media else None
-    else:
-        target = w.ts or MEDIA_DEFAULT_TS.get(w.media)
+        return as_stored
+    if w.ts is None and stored in LOSSY and as_stored:
+        # PS3.18 §8.7.3: with no transfer-syntax asked, a server that holds only lossy pixel data
+        # returns them as stored (image/jpeg of a JPEG Baseline instance: .50, not the lossless
+        # default .70 of Table 8.7.3-5, which cannot be made from lossy pixels).
+        return as_stored
+    return w.ts or MEDIA_DEFAULT_TS.get(w.media)
+
+
+def _image_plan(w: Wanted, stored: str) -> FramePlan | None:
+    target = _image_target(w, stored)
     if target is None or FRAME_MEDIA.get(target) != w.media:
         return None
     if target == stored:
@@ -180,7 +190,8 @@ async def _send_native_value(request: web.Request, loc: Located, numbers: list[i
 def _element_bytes(loc: Located, tag: int) -> bytes:
     from pydicom import dcmread
 
-    ds = dcmread(loc.path, stop_before_pixels=True)
+    # Pixel Data itself is read only when it has no recorded layout (a deflated file).
+    ds = dcmread(loc.path, stop_before_pixels=tag not in (0x7FE00010, 0x7FE00008, 0x7FE00009))
     for elem in ds.iterall():
         if elem.tag == tag and isinstance(elem.value, bytes | bytearray):
             return bytes(elem.value)

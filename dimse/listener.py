@@ -57,6 +57,8 @@ class Listener:
         ae.maximum_associations = 64
         if settings.restrict_peers:
             ae.require_calling_aet = [p.ae_title for p in settings.peers]
+        # Off by default, as Orthanc: many modalities are configured with a wrong called AE.
+        ae.require_called_aet = settings.check_called_ae  # A-ASSOCIATE-RJ reason 7 when on
         handlers: list[Any] = []
         for service in services():
             handlers.extend(service(ae, core, loop))
@@ -66,7 +68,7 @@ class Listener:
         )
         assert server is not None  # block=False always returns the server
         self.server: ThreadedAssociationServer = server
-        log.info("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title})
+        log.debug("dimse listening", extra={"port": settings.dimse_port, "ae_title": ae.ae_title})
 
     def stop_accepting(self) -> None:
         self.server.shutdown()

@@ -1,6 +1,9 @@
-"""Blob storage backends. Imports nothing from the rest of the project."""
+"""Blob storage: the protocol and errors (`storage.base`) and its backends.
 
-from storage.base import BlobStore, Spooled
-from storage.filesystem import FileBlobStore
+Only the composition root imports a backend (`storage.filesystem`); everything else uses
+`storage.base`. Imports nothing from the rest of the project.
+"""
 
-__all__ = ["BlobStore", "FileBlobStore", "Spooled"]
+from storage.base import BlobStore, LocalFiles, Spooled, StorageError
+
+__all__ = ["BlobStore", "LocalFiles", "Spooled", "StorageError"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archive.blobs import local_file
 from archive.commons.harmonize import current_version
 from archive.commons.selection import check_pairs, pairs_from, study_select
 from archive.core import Caller, Core
@@ -153,7 +154,7 @@ async def member_file(core: Core, caller: Caller, cohort_id: str, sop_uid: str) 
         row = await rows_of.member_file_row(conn, caller, cid, sop_uid)
     if row is None:
         raise NotFound(f"no instance {sop_uid} in cohort {cohort_id}")
-    path = core.blobs.path(row.blob_key)
+    path = local_file(core, row.blob_key)
     if not path.exists():
         raise NotFound(f"the stored file of {sop_uid} is missing")
     return MemberFile(path, row.size_bytes, row.sha256)

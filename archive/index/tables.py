@@ -160,3 +160,23 @@ instance = Table(
     Index('instance_series_idx', 'series_pk', 'instance_number', 'pk'),
     Index('instance_sop_class_idx', 'sop_class_uid'),
 )
+
+# Pairs this index with its blob store (migration 0006; see archive.sweep): one row.
+storage_identity = Table(
+    "storage_identity",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("stamp", Text, nullable=False),
+    Column("stamped_at", DateTime(timezone=True), nullable=False),
+)
+
+# Blob keys that may have no index row: written but not yet indexed ("write"), or no longer
+# referenced after a replace or delete ("unreferenced"). The only keys the sweep may delete.
+blob_journal = Table(
+    "blob_journal",
+    metadata,
+    Column("blob_key", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("owner", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -11,6 +11,8 @@ import re
 from archive.errors import InvalidQuery
 from archive.query.fold import fold_tokens
 from archive.query.spec import (
+    Condition,
+    DateTimeRange,
     Empty,
     FuzzyName,
     ListOf,
@@ -181,3 +183,33 @@ def _datetime(value: str, label: str) -> Match:
         return Range(lo, hi)
     low = datetime_bound(value, label, upper=False)
     return Range(low, datetime_bound(value, label, upper=True))
+
+
+# Date and time attributes that describe one moment together (PS3.4 C.2.2.2.5.1).
+DATE_TIME_PAIRS = (("00080020", "00080030"),   # Study Date / Study Time
+                   ("00080021", "00080031"),   # Series Date / Series Time
+                   ("00400244", "00400245"))   # Performed Procedure Step Start Date / Time
+
+
+def combine_date_time(conditions: tuple[Condition, ...], ranged: frozenset[str]
+                      ) -> tuple[Condition, ...]:
+    """When a date and its time are BOTH given as ranges (`ranged`: tags whose value had a
+    `-`), match them as one range of moments: date1+time1 to date2+time2 (PS3.4 C.2.2.2.5.1).
+    A single time value keeps its per-day meaning, so it is left alone."""
+    out = list(conditions)
+    for date_tag, time_tag in DATE_TIME_PAIRS:
+        dates = [c for c in out if c.tag == date_tag]
+        times = [c for c in out if c.tag == time_tag]
+        if len(dates) != 1 or len(times) != 1 or not {date_tag, time_tag} <= ranged:
+            continue
+        d, t = dates[0].match, times[0].match
+        if not isinstance(d, Range) or not isinstance(t, Range):
+            continue
+        low = d.low + (t.low or "000000.000000") if d.low else None
+        high = d.high + (t.high or "235959.999999") if d.high else None
+        if low and high and low > high:
+            raise InvalidQuery(f"date and time range {d.low}{t.low}-{d.high}{t.high} ends before "
+                               f"it starts")
+        out[out.index(dates[0])] = Condition(date_tag, "DA", DateTimeRange(time_tag, low, high))
+        out[out.index(times[0])] = Condition(time_tag, "TM", Universal())  # still a return key
+    return tuple(out)

@@ -16,7 +16,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from archive.core import Extensions
 from archive.errors import InvalidQuery
-from archive.query.matching import parse_match
+from archive.query.matching import combine_date_time, parse_match
 from archive.query.spec import Condition, Level, QuerySpec, Sequence
 
 RESERVED = frozenset({"includefield", "limit", "offset", "fuzzymatching"})
@@ -87,6 +87,7 @@ class _Builder:
 
     def __init__(self) -> None:
         self.tree: dict[str, Any] = {}
+        self.ranged: set[str] = set()  # top-level tags given as a range (for combine_date_time)
 
     def add(self, path: list[Attribute], value: str, fuzzy: bool, key: str) -> None:
         node = self.tree
@@ -95,6 +96,8 @@ class _Builder:
             node = entry[1]
         leaf = path[-1]
         match = parse_match(value, leaf.vr, fuzzy=fuzzy, name=key)
+        if len(path) == 1 and "-" in value:
+            self.ranged.add(leaf.tag)
         node.setdefault(leaf.tag + "#", []).append(Condition(leaf.tag, leaf.vr, match))
 
     def conditions(self, node: dict[str, Any] | None = None) -> tuple[Condition, ...]:
@@ -159,7 +162,7 @@ def parse_query(
         limit, capped = max_limit, True
     return QuerySpec(
         level=level,
-        conditions=builder.conditions(),
+        conditions=combine_date_time(builder.conditions(), frozenset(builder.ranged)),
         extension_clauses=tuple(clauses),
         includes=frozenset(includes),
         include_all=include_all,

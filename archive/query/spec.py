@@ -14,6 +14,7 @@ from archive.attributes import Level
 
 __all__ = [
     "Condition",
+    "DateTimeRange",
     "Empty",
     "FuzzyName",
     "Level",
@@ -71,6 +72,20 @@ class Range:
 
 
 @dataclass(frozen=True, slots=True)
+class DateTimeRange:
+    """A date range and its time range matched as ONE range of moments (PS3.4 C.2.2.2.5.1):
+    StudyDate=20260301-20260302 with StudyTime=2200-0600 is 1 March 22:00 to 2 March 06:00, not
+    22:00-06:00 on each day. Held by the date's condition; `time_tag` names the paired time.
+
+    Bounds are `YYYYMMDDHHMMSS.ffffff`; a missing bound is open.
+    """
+
+    time_tag: str
+    low: str | None
+    high: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class FuzzyName:
     """Fuzzy PN matching: every folded token must start a word of the name (any order)."""
 
@@ -84,7 +99,8 @@ class Sequence:
     conditions: tuple[Condition, ...]
 
 
-Match = Universal | Empty | SingleValue | ListOf | Wildcard | Range | FuzzyName | Sequence
+Match = (Universal | Empty | SingleValue | ListOf | Wildcard | Range | DateTimeRange | FuzzyName
+         | Sequence)
 
 
 @dataclass(frozen=True, slots=True)

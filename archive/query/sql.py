@@ -40,6 +40,7 @@ from archive.index.visibility import visible_to
 from archive.query.fold import accent_regex
 from archive.query.spec import (
     Condition,
+    DateTimeRange,
     Empty,
     FuzzyName,
     Level,
@@ -198,8 +199,27 @@ def _array_column(col: Any, m: Match) -> ColumnElement[bool]:
     raise InvalidQuery("this kind of matching does not apply to a multi-valued attribute")
 
 
+def _moment(value: str) -> dt.datetime:
+    main, _, frac = value.partition(".")
+    return dt.datetime.combine(_date(main[:8]), _time(main[8:] + "." + (frac or "0")))
+
+
+def _date_time_clause(date_col: Any, m: DateTimeRange) -> ColumnElement[bool]:
+    """Date and time as one moment (date + time is a timestamp in PostgreSQL; a missing time
+    counts as midnight). The date-only bounds let the date index narrow the scan first."""
+    moment = date_col + func.coalesce(COLUMNS[m.time_tag][1], dt.time(0))
+    parts = []
+    if m.low is not None:
+        parts += [date_col >= _date(m.low), moment >= _moment(m.low)]
+    if m.high is not None:
+        parts += [date_col <= _date(m.high), moment <= _moment(m.high)]
+    return and_(*parts)
+
+
 def column_clause(cond: Condition) -> ColumnElement[bool] | None:
     _lvl, col, kind = COLUMNS[cond.tag]
+    if isinstance(cond.match, DateTimeRange):
+        return _date_time_clause(col, cond.match)
     if isinstance(cond.match, Universal):
         return None
     if kind == "array":

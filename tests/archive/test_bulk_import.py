@@ -41,7 +41,8 @@ def test_import_reports_failures_with_reasons_and_exits_non_zero(
     (src / "truncated.dcm").write_bytes(f.to_bytes(f.image("t", rows=128, columns=128))[:-3000])
     proc = run_import(server.database_url, server.settings.data_dir, str(src), str(tmp_path / "nope"))
     assert proc.returncode == 1
-    assert "stored 1" in proc.stdout and "failed 3" in proc.stdout
-    assert "notes.txt" in proc.stdout and "truncated" in proc.stdout
+    assert "stored 1" in proc.stdout and "failed 2" in proc.stdout
+    assert "skipped 1 (not DICOM: 1)" in proc.stdout  # notes.txt is not a failure (issue 11.3)
+    assert "truncated" in proc.stdout
     assert "no such file" in proc.stdout
     assert server.sql("SELECT count(*) AS n FROM instance")[0]["n"] == 1

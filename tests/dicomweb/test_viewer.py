@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import requests
 from archive.errors import ConfigError
 from dicomweb.viewer_fetch import fetch, unpack
 from tests.conftest import RunningArchive
+from tests.node import find_node
 
 Factory = Callable[..., RunningArchive]
 REAL_DIST = Path(__file__).resolve().parents[2] / ".local" / "viewer"
@@ -76,7 +76,7 @@ def test_generated_app_config_points_at_this_archive(server_factory: Factory, di
     r = get(server, "/viewer/app-config.js")
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/javascript")
     assert "cloudfront" not in r.text
-    node = shutil.which("node")
+    node = find_node()
     if node is None:
         assert "routerBasename: \"/viewer\"" in r.text and '"/dicom-web"' in r.text
         return

@@ -20,6 +20,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from tests import factories as f
 from tests.conftest import RunningArchive
+from tests.dcmtk import dcmtk
 from tests.dicomweb.test_wado import store
 
 
@@ -121,7 +122,7 @@ def test_dcmtk_getscu(server: RunningArchive, tmp_path: Path) -> None:
     out.mkdir()
     host, port, aet = server.dimse
     run = subprocess.run(
-        ["getscu", "-S", "-aec", aet, "-od", str(out), "-k", "QueryRetrieveLevel=STUDY",
+        [dcmtk("getscu"), "-S", "-aec", aet, "-od", str(out), "-k", "QueryRetrieveLevel=STUDY",
          "-k", f"StudyInstanceUID={datasets[0].StudyInstanceUID}", host, str(port)],
         capture_output=True, text=True, timeout=120,
     )

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from tests.e2e.phantoms import Study
+from tests.node import SKIP_REASON, env_with_node, find_node
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ARCHIVE_TEST_ARTIFACTS", REPO / "test-artifacts")) / "ohif"
@@ -35,13 +36,13 @@ class BrowserTools:
 
 
 def find_browser_tools() -> BrowserTools:
-    node = shutil.which("node")
+    node = find_node()
     if node is None:
-        pytest.skip("node is not installed (apt-get install -y nodejs npm): no browser test")
+        pytest.skip(f"{SKIP_REASON}: no browser test")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium): no browser test")
     done = subprocess.run([str(REPO / "tools" / "e2e-deps.sh")], capture_output=True, text=True,
-                          timeout=900, check=False)
+                          timeout=900, check=False, env=env_with_node(node))
     if done.returncode != 0:
         pytest.fail(f"tools/e2e-deps.sh failed:\n{done.stdout}\n{done.stderr}")
     return BrowserTools(node, CHROMIUM, REPO / ".local" / "viewer", REPO / ".local" / "node")

@@ -58,6 +58,15 @@ CASES = [
     case("time-range", {"StudyTime": "0800-0900"}, "A"),
     case("time-partial-single", {"StudyTime": "14"}, "B"),
     case("time-range-to-midnight", {"StudyTime": "2300-"}, "C"),
+    # date AND time ranges together are one range of moments (PS3.4 C.2.2.2.5.1): from
+    # 2023-12-31 12:00 to 2024-02-20 15:00, not 12:00-15:00 on each day (which is B only)
+    case("date-time-combined", {"StudyDate": "20231231-20240220", "StudyTime": "1200-1500"}, "ABC"),
+    case("date-time-combined-edges", {"StudyDate": "20231231-20240220", "StudyTime": "0900-1400"},
+         "AC"),
+    case("date-time-combined-open-start", {"StudyDate": "-20240115", "StudyTime": "-0900"}, "AC"),
+    case("date-time-combined-open-end", {"StudyDate": "20240115-", "StudyTime": "0900-"}, "B"),
+    case("date-range-single-time-stays-per-day", {"StudyDate": "20231231-20240220",
+                                                  "StudyTime": "14"}, "B"),
     case("birth-date-range", {"PatientBirthDate": "19700101-19801231"}, "B"),
     # attributes outside the indexed columns (stored DICOM JSON)
     case("json-attribute", {"InstitutionName": "General Hospital"}, "AC"),

@@ -1,7 +1,7 @@
 """Commons curation: numbered releases, sticky case partitions, overrides, test sets (issue 16).
 
 Revision ID: 0009
-Revises: 0007 (the head of main today; the lead re-chains)
+Revises: 0007
 Create Date: 2026-11-29
 
 * `data_release`: one row per numbered release (datasets, seed, fraction, strata attributes,

@@ -1,7 +1,7 @@
 """Identity: API keys (hashed) and the append-only audit trail (issue 12).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-29
 
 * `api_key`: scripts' and gateways' bearer keys; only SHA-256 of the 256-bit random secret is
@@ -15,7 +15,7 @@ Create Date: 2026-11-29
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
