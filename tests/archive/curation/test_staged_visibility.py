@@ -124,3 +124,32 @@ def test_suggestions_and_the_unmapped_report(server_factory: Callable[..., Runni
     paths = requests.get(f"{server.base}/commons/openapi.json", timeout=30).json()["paths"]
     assert {"/commons/loinc/suggest", "/commons/testsets", "/commons/releases/{number}",
             "/commons/datasets/{dataset}/release"} <= set(paths)
+
+
+def test_contributors_see_their_own_sites_staged_studies(
+        server_factory: Callable[..., RunningArchive]) -> None:
+    """The one visibility rule: staged studies show to curators and to an authenticated
+    contributor of the study's site only (a site named without the role shows nothing)."""
+    from sqlalchemy import select
+
+    from archive.core import Caller
+    from archive.index.tables import study
+    from archive.index.visibility import visible_to
+
+    server = server_factory(release_workflow=True, curator_token=TOKEN)
+    for name, site in (("a", "NORTH"), ("b", "SOUTH")):
+        ds = f.image(name, "se1", 1, rows=8, columns=8, patient_id=f"P-{name}")
+        DICOMwebClient(server.url, headers={"X-Archive-Site": site}).store_instances([ds])
+
+    def seen(caller: Caller) -> set[str]:
+        async def q() -> set[str]:
+            async with server.core.engine.connect() as conn:
+                rows = await conn.execute(select(study.c.study_uid).where(visible_to(caller)))
+                return {r.study_uid for r in rows}
+        return server.run(q())
+
+    assert seen(Caller()) == set()
+    assert seen(Caller(site="NORTH")) == set()  # a claimed site is not a role
+    assert seen(Caller(site="NORTH", roles=frozenset({"contributor"}))) == {f.uid("a")}
+    assert seen(Caller(may_see_sequestered=True, roles=frozenset({"curator"}))) == {
+        f.uid("a"), f.uid("b")}
