@@ -41,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cors-origin", help="allowed CORS origin or * (ARCHIVE_CORS_ORIGIN, off)")
     s.add_argument("--curator-token",
                    help="bearer token that may see sequestered data (ARCHIVE_CURATOR_TOKEN)")
+    s.add_argument("--min-cell-count",
+                   help="counts below N are shown as '< N' in the portal and /commons/explore "
+                        "(ARCHIVE_MIN_CELL_COUNT, 0 = off)")
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     cli_keys.add_serve_flags(s)
     cli_curation.add_serve_flags(s)
@@ -94,8 +97,8 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
     keys = ("host", "http_port", "dimse_port", "ae_title", "data_dir", "database_url",
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
             "viewer_dir", "curator_token", "log_level", "log_format", "public_url",
-            "trusted_proxies", "check_called_ae", *cli_keys.SERVE_SETTINGS,
-            *cli_curation.SERVE_SETTINGS)
+            "trusted_proxies", "check_called_ae", "min_cell_count",
+            *cli_keys.SERVE_SETTINGS, *cli_curation.SERVE_SETTINGS)
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)
     if peers:

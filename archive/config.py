@@ -50,6 +50,7 @@ class Settings:
     default_collection: str = "public"
     curator_token: str | None = None
     curator_aets: tuple[str, ...] = ()
+    min_cell_count: int = 0
     log_level: str = "INFO"
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -189,6 +190,13 @@ def _site_profiles(v: str | Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple((site, _profile(p)) for site, p in pairs)
 
 
+def _cell_count(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise ConfigError(f"min cell count must be 0 (off) or more, not {v}")
+    return n
+
+
 def _policy(v: str) -> str:
     if v not in DUPLICATE_POLICIES:
         raise ConfigError(f"duplicate policy must be one of {DUPLICATE_POLICIES}, not {v!r}")
@@ -265,6 +273,7 @@ PARSERS: dict[str, Any] = {
     "public_url": _public_url,
     "trusted_proxies": _networks,
     "check_called_ae": _bool,
+    "min_cell_count": _cell_count,
 }
 
 

@@ -8,10 +8,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from archive.caller import Caller as Caller
 from archive.config import Settings
+from archive.index.handles import Engine
 from storage.base import BlobStore
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ class Extensions:
 @dataclass(slots=True)
 class Core:
     settings: Settings
-    engine: AsyncEngine
+    engine: Engine
     blobs: BlobStore  # the backend is chosen by the composition root only
     executor: Executor | None = None
     workers: Workers | None = None  # parse/transcode processes (None: threads)

@@ -23,15 +23,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from archive.blobs import as_outcome
 from archive.core import Core
 from archive.errors import ArchiveError, ArchiveUnavailable
 from archive.index import blob_journal
 from archive.index.db_errors import UNAVAILABLE, DatabaseError, is_retryable
+from archive.index.digests import stored_digests
+from archive.index.handles import Connection
 from archive.index.writes import Attribution, Indexed, recount, upsert_instance
 from archive.instance import InstanceFacts
 from storage.base import Spooled
@@ -43,9 +41,6 @@ WRITERS = 2
 
 class _RetryIsolated(Exception):
     """An instance of an optimistic (savepoint-free) batch failed: redo it isolated."""
-
-
-_IDENTICAL = text("SELECT sop_uid, sha256 FROM instance WHERE sop_uid = ANY(:uids)")
 
 
 @dataclass(slots=True)
@@ -69,7 +64,7 @@ class GroupCommitter:
         self._wake = asyncio.Event()
         self._writers = [loop.create_task(self._writer()) for _ in range(WRITERS)]
         # The connection holding this writer's journal lock (see archive.index.blob_journal).
-        self._lease: AsyncConnection | None = None
+        self._lease: Connection | None = None
         self._owner = 0
         self._lease_lock = asyncio.Lock()
 
@@ -125,11 +120,9 @@ class GroupCommitter:
         """Identical re-sends are answered from the index without writing a blob."""
         try:
             async with self.core.engine.connect() as conn:
-                rows = (await conn.execute(
-                    _IDENTICAL, {"uids": list({i.facts.sop_uid for i in batch})})).all()
+                stored = await stored_digests(conn, (i.facts.sop_uid for i in batch))
         except UNAVAILABLE as exc:
             raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
-        stored = {r.sop_uid: r.sha256 for r in rows}
         todo = []
         for item in batch:
             if stored.get(item.facts.sop_uid) == item.spooled.sha256:
@@ -165,7 +158,7 @@ class GroupCommitter:
                     self._owner = owner
                 await blob_journal.journal(self._lease, keys, blob_journal.WRITE, self._owner)
                 await self._lease.commit()
-            except (DBAPIError, OSError, ConnectionError) as exc:
+            except (DatabaseError, OSError, ConnectionError) as exc:
                 await self._drop_lease()
                 raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
 

@@ -23,7 +23,7 @@ from archive.index.engine import create_engine, embedded_postgres, upgrade
 from archive.sweep import ensure_paired, sweep_orphans
 from archive.transcode import warm
 from archive.workers import WorkerPool, Workers
-from storage.filesystem import FileBlobStore
+from storage.backends import open_store
 
 log = logging.getLogger("archive.runtime")
 
@@ -88,7 +88,7 @@ async def open_core(
     async with database(settings) as url:
         await asyncio.to_thread(upgrade, url)
         engine = create_engine(url, pool_size=pool_size)
-        blobs = FileBlobStore(settings.storage_dir)
+        blobs = open_store(settings.storage_dir)
         lock = DataDirLock(settings.data_dir)
         try:
             if lock.try_exclusive():

@@ -20,10 +20,9 @@ import itertools
 import logging
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from archive.errors import ConfigError
 from archive.index import blob_journal as journal
+from archive.index.handles import Engine
 from storage.base import BlobStore, StorageError
 
 log = logging.getLogger("archive.sweep")
@@ -39,7 +38,7 @@ def _mismatch(detail: str) -> ConfigError:
     )
 
 
-async def ensure_paired(engine: AsyncEngine, blobs: BlobStore) -> str:
+async def ensure_paired(engine: Engine, blobs: BlobStore) -> str:
     """The pair's identity stamp; stamps a new or pre-stamp pair; ConfigError on a mismatch."""
     async with engine.begin() as conn:
         await journal.lock_stamp(conn)
@@ -62,12 +61,12 @@ async def ensure_paired(engine: AsyncEngine, blobs: BlobStore) -> str:
             await journal.write_stamp(conn, stamp)
         if stored is None:
             await asyncio.to_thread(blobs.write_stamp, stamp)
-        log.info("storage and database stamped", extra={"stamp": stamp})
+        log.debug("storage and database stamped", extra={"stamp": stamp})
         return stamp
 
 
 async def sweep_orphans(
-    engine: AsyncEngine, blobs: BlobStore, grace_seconds: float = GRACE_SECONDS
+    engine: Engine, blobs: BlobStore, grace_seconds: float = GRACE_SECONDS
 ) -> dict[str, int]:
     """Check the pairing, clear the spool, delete journaled orphans; counts of what went."""
     await ensure_paired(engine, blobs)

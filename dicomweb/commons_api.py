@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from archive.commons import cohorts, service
+from archive.commons.explore import suppress_facet
 from archive.errors import InvalidRequest, NotAllowed
 from dicomweb.auth import caller_from_request
 from dicomweb.keys import CORE
@@ -112,6 +113,7 @@ async def get_facets(request: web.Request) -> web.Response:
     out = await service.facet_counts(
         request.app[CORE], caller_from_request(request), query.getall("field", []),
         [(k, v) for k, v in query.items() if k != "field"])
+    out = [suppress_facet(f, request.app[CORE].settings.min_cell_count) for f in out]
     return _json({"facets": out})
 
 

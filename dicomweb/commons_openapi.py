@@ -1,6 +1,6 @@
 """OpenAPI 3.1 description of the /commons endpoints, served at GET /commons/openapi.json.
 
-The list of `commons.` QIDO-RS keys is generated from archive.commons.fields, so the document
+The list of `commons.` QIDO-RS keys is generated from archive.index.commons_fields, so the document
 cannot drift from what the server accepts.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from archive.commons.attributes import CODED_ITEM_TAG, CREATOR, CREATOR_TAG
 from archive.commons.clinical import CASE_COLUMNS, KINDS
-from archive.commons.fields import FIELDS
+from archive.index.commons_attributes import CODED_ITEM_TAG, CREATOR, CREATOR_TAG
+from archive.index.commons_fields import FIELDS
 
 
 def _ok(description: str, *types: str) -> dict[str, Any]:

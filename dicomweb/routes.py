@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from archive.query.spec import Level
-from dicomweb import commons_api, curation_api, landing, qido, stow, wado, wado_frames, wado_uri
+from dicomweb import commons_api, curation_api, landing, portal, qido, stow, wado, wado_frames, wado_uri
 from dicomweb.urls import ROOT
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -113,6 +113,17 @@ COMMONS: tuple[Route, ...] = (
     Route("GET", "/loinc/suggest", curation_api.get_suggest),
 )
 
+# The research portal (issue 17): its JSON next to /commons, its pages under /portal/.
+PORTAL: tuple[Route, ...] = (
+    Route("GET", "/commons/explore", portal.get_explore),
+    Route("GET", "/commons/explore/studies", portal.rows_handler("studies")),
+    Route("GET", "/commons/explore/cases", portal.rows_handler("cases")),
+    Route("GET", portal.MOUNT, portal.to_mount),
+    Route("GET", portal.MOUNT + "/", portal.index),
+    Route("GET", portal.MOUNT + "/config.json", portal.get_config),
+    Route("GET", portal.MOUNT + "/static/{tail:.+}", portal.static),
+)
+
 
 def mounted(table: tuple[Route, ...], prefix: str) -> list[Route]:
     """`table` under `prefix` (its paths are relative to it)."""
@@ -130,7 +141,8 @@ def cohort_roots() -> list[Route]:
 
 def all_routes() -> list[Route]:
     """The door's whole table, in registration order."""
-    return [*mounted(DICOMWEB, ROOT), *SITE, *mounted(COMMONS, COMMONS_ROOT), *cohort_roots()]
+    return [*mounted(DICOMWEB, ROOT), *SITE, *mounted(COMMONS, COMMONS_ROOT), *PORTAL,
+            *cohort_roots()]
 
 
 def route_defs(routes: list[Route]) -> list[web.RouteDef]:

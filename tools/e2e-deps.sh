@@ -2,12 +2,14 @@
 # Install what the browser end-to-end test (tests/e2e/) needs into the git-ignored .local/:
 #   .local/viewer     OHIF Viewer 3 prebuilt (tools/get-viewer.sh --slim, @ohif/app@3.13.2)
 #   .local/node       playwright-core (drives the Debian /usr/bin/chromium; no browser download)
+#                     and axe-core (the portal test's accessibility check)
 # Idempotent (under a second when installed). Needs node + npm; .ci/run also needs
 # `apt-get install -y chromium nodejs npm`.
 #   PLAYWRIGHT_VERSION  npm version of playwright-core (default 1.65.1)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PLAYWRIGHT_VERSION="${PLAYWRIGHT_VERSION:-1.65.1}"
+AXE_VERSION="${AXE_VERSION:-4.14.1}"
 NODE_DIR="$REPO/.local/node"
 mkdir -p "$REPO/.local"
 # parallel test workers (pytest -n) may call this at once: one installs, the others wait
@@ -28,6 +30,12 @@ else
   (cd "$NODE_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund \
       "playwright-core@$PLAYWRIGHT_VERSION" 2>&1 | grep -v 'Unknown user config' || true)
   test -f "$NODE_DIR/node_modules/playwright-core/package.json"
+fi
+if [ ! -f "$NODE_DIR/node_modules/axe-core/axe.min.js" ]; then
+  echo "e2e-deps: npm install axe-core@$AXE_VERSION"
+  (cd "$NODE_DIR" && npm install --silent --no-audit --no-fund "axe-core@$AXE_VERSION" 2>&1 \
+      | grep -v 'Unknown user config' || true)
+  test -f "$NODE_DIR/node_modules/axe-core/axe.min.js"
 fi
 [ -x /usr/bin/chromium ] || echo "e2e-deps: WARNING /usr/bin/chromium missing (apt-get install -y chromium)" >&2
 echo "e2e-deps: ready"

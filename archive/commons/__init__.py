@@ -8,12 +8,12 @@ inside the ingest transaction, and the dataset enricher names batches.
 
 from __future__ import annotations
 
-from archive.commons.attributes import result_attributes
-from archive.commons.fields import PREFIX
-from archive.commons.filters import compile_filter
 from archive.commons.harmonize import harmonize_study
 from archive.commons.sites import attribute_dataset
 from archive.core import Core
+from archive.index.commons_attributes import result_attributes
+from archive.index.commons_fields import PREFIX
+from archive.index.commons_filters import compile_filter
 
 
 def register(core: Core) -> None:

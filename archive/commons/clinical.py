@@ -14,25 +14,22 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from archive.commons.rows import RowError, RowErrors
 from archive.errors import InvalidRequest
+from archive.index import commons_clinical as clinical_rows
 from archive.index.commons_tables import (
     case_study,
-    clinical_case,
     clinical_condition,
     clinical_procedure,
     covid_test,
     medication,
     observation,
 )
+from archive.index.handles import Connection
 from archive.instance import is_valid_uid
 
 SEX = ("Female", "Male", "Not Reported")
@@ -192,6 +189,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
         {"StudyInstanceUID": "study_uid"}),
 )}
 TABLES = ("cases", *KINDS)
+CHILD_TABLES = {name: kind.table for name, kind in KINDS.items()}  # list name → its table
 
 
 @dataclass(slots=True)
@@ -384,53 +382,20 @@ def content_type_for(path_name: str) -> str:
 
 
 # ---- write -----------------------------------------------------------------------------------
-async def write(conn: AsyncConnection, batch: Batch) -> dict[str, int]:
+async def write(conn: Connection, batch: Batch) -> dict[str, int]:
     """Write a validated batch in the caller's transaction; unknown cases fail the batch."""
-    await _upsert_cases(conn, batch.cases)
+    await clinical_rows.upsert_cases(conn, batch.cases)
     await _require_cases(conn, batch)
     for kind_name, per_case in batch.children.items():
-        kind = KINDS[kind_name]
-        cases = list(per_case)
-        if kind_name == "studies":
-            await conn.execute(delete(case_study).where(case_study.c.case_id.in_(cases)))
-            uids = [r["study_uid"] for rows in per_case.values() for r in rows]
-            await conn.execute(delete(case_study).where(case_study.c.study_uid.in_(uids)))
-        else:
-            await conn.execute(delete(kind.table).where(kind.table.c.case_id.in_(cases)))
-        rows = [r | {"case_id": c} for c, rs in per_case.items() for r in rs]
-        if rows:
-            await _insert(conn, kind.table, rows)
+        await clinical_rows.replace_children(conn, KINDS[kind_name].table, per_case)
     return batch.counts()
 
 
-async def _insert(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> None:
-    for columns, group in _by_columns(rows):
-        await conn.execute(insert(table), [{c: r.get(c) for c in columns} for r in group])
-
-
-def _by_columns(rows: Iterable[dict[str, Any]]) -> list[tuple[tuple[str, ...], list[dict]]]:
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(tuple(sorted(r)), []).append(r)
-    return list(groups.items())
-
-
-async def _upsert_cases(conn: AsyncConnection, cases: list[dict[str, Any]]) -> None:
-    for columns, group in _by_columns(cases):
-        stmt = pg_insert(clinical_case)
-        updates: dict[str, Any] = {c: stmt.excluded[c] for c in columns if c != "case_id"}
-        updates["updated_at"] = func.now()
-        await conn.execute(stmt.on_conflict_do_update(index_elements=["case_id"], set_=updates),
-                           group)
-
-
-async def _require_cases(conn: AsyncConnection, batch: Batch) -> None:
+async def _require_cases(conn: Connection, batch: Batch) -> None:
     wanted = set(batch.referenced)
     if not wanted:
         return
-    found = set((await conn.execute(
-        select(clinical_case.c.case_id).where(clinical_case.c.case_id.in_(wanted)))).scalars())
-    missing = sorted(wanted - found)
+    missing = sorted(wanted - await clinical_rows.known_cases(conn, wanted))
     if missing:
         raise RowErrors([RowError(*batch.referenced[c], f"case {c} is not known: import its "
                                                         "case row first (or in the same batch)")

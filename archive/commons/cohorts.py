@@ -25,22 +25,25 @@ from archive.index.visibility import cohort_uuid
 MAX_NAME = 200
 
 
-def _parse_body(body: Any) -> tuple[str | None, list[tuple[str, str]]]:
+def _parse_body(body: Any) -> tuple[str | None, list[tuple[str, str]], str | None]:
     if not isinstance(body, dict):
         raise InvalidRequest('expected a JSON object {"name": ..., "filters": {...}}')
-    unknown = set(body) - {"name", "filters", "query"}
+    unknown = set(body) - {"name", "description", "filters", "query"}
     if unknown:
         raise InvalidRequest(f"unknown cohort fields: {', '.join(sorted(unknown))}")
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
         raise InvalidRequest(f"name must be text of at most {MAX_NAME} characters")
+    description = body.get("description")
+    if description is not None and (not isinstance(description, str) or len(description) > 4000):
+        raise InvalidRequest("description must be text of at most 4000 characters")
     pairs = pairs_from(body.get("filters")) + pairs_from(body.get("query"))
-    return name, check_pairs(pairs)
+    return name, check_pairs(pairs), description
 
 
 async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
     """Evaluate the filter once, in one REPEATABLE READ snapshot, and freeze the result."""
-    name, pairs = _parse_body(body)
+    name, pairs, description = _parse_body(body)
     selection = study_select(pairs, core.extensions, caller)
     cid = uuid.uuid4()
     async with core.engine.connect() as conn:
@@ -48,7 +51,7 @@ async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
         async with conn.begin():
             version = await current_version(conn)
             await rows_of.insert_cohort(
-                conn, cid, name, {"filters": [list(p) for p in pairs]}, version,
+                conn, cid, name, {"filters": [list(p) for p in pairs], "description": description}, version,
                 "curator" if "curator" in caller.roles else None)
             await rows_of.freeze(conn, cid, selection)
         row = await rows_of.cohort_row(conn, cid)
@@ -57,6 +60,7 @@ async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
 
 def _row(r: Any) -> dict[str, Any]:
     return {"id": str(r.id), "name": r.name, "release": r.release_number,
+            "description": r.query.get("description"),
             "query": [tuple(p) for p in r.query["filters"]],
             "mapping_version": r.mapping_version,
             "counts": {"cases": r.num_cases, "studies": r.num_studies, "series": r.num_series,

@@ -11,10 +11,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Select
-
 from archive.core import Caller, Extensions
 from archive.errors import InvalidQuery
+from archive.query.sql import StudyPks
 
 NOT_FILTERS = ("includefield", "limit", "offset")
 MAX_PAIRS = 100
@@ -49,7 +48,7 @@ def check_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def study_select(pairs: list[tuple[str, str]], extensions: Extensions,
-                 caller: Caller) -> Select[Any]:
+                 caller: Caller) -> StudyPks:
     from archive.query import Level, parse_query, study_pk_select
 
     spec = parse_query(check_pairs(pairs), Level.STUDY, extensions, max_limit=None, root=None)

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from archive.commons import clinical, facets, harmonize, sites
-from archive.commons.caseview import case_view
-from archive.commons.selection import check_pairs
+from archive.commons import clinical, harmonize, sites
+from archive.commons.selection import check_pairs, study_select
 from archive.core import Caller, Core
 from archive.errors import Forbidden, InvalidRequest
+from archive.index import commons_caseview, commons_facets
 
 MAPPING_FIELDS = frozenset({"modality", "description", "loinc_code", "status", "replace"})
 
@@ -37,7 +37,7 @@ async def import_clinical(core: Core, caller: Caller, body: bytes, content_type:
 
 async def case(core: Core, caller: Caller, case_id: str) -> dict[str, Any]:
     async with core.engine.connect() as conn:
-        return await case_view(conn, caller, case_id)
+        return await commons_caseview.case_view(conn, caller, case_id, clinical.CHILD_TABLES)
 
 
 async def descriptions(core: Core, caller: Caller, status: str) -> list[dict[str, Any]]:
@@ -103,4 +103,5 @@ async def facet_counts(core: Core, caller: Caller, names: Sequence[str],
         raise InvalidRequest("field is required, e.g. ?field=commons.case.sex")
     pairs = check_pairs(filters)
     async with core.engine.connect() as conn:
-        return [await facets.facet(conn, core.extensions, caller, n, pairs) for n in names]
+        return [await commons_facets.facet(conn, study_select(pairs, core.extensions, caller), n)
+                for n in names]

@@ -12,12 +12,9 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import BigInteger, cast, distinct, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from archive.core import Caller
-from archive.index.tables import study
-from archive.index.visibility import visible_to
+from archive.caller import Caller
+from archive.index import commons_sites as site_rows
+from archive.index.handles import Connection
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -34,31 +31,11 @@ def attribute_dataset(facts: Any, caller: Caller, attribution: Any) -> Any:
     return replace(attribution, dataset=default_dataset(attribution.site))
 
 
-async def _grouped(conn: AsyncConnection, caller: Caller, name: str) -> list[dict[str, Any]]:
-    column = study.c[name]
-    rows = (await conn.execute(
-        select(column.label("name"), func.count().label("studies"),
-               func.count(distinct(study.c.patient_pk)).label("cases"),
-               func.coalesce(func.sum(study.c.num_series), 0).label("series"),
-               func.coalesce(func.sum(study.c.num_instances), 0).label("instances"),
-               cast(func.coalesce(func.sum(study.c.size_bytes), 0), BigInteger).label("size_bytes"),
-               func.min(study.c.created_at).label("first_received"),
-               func.max(study.c.created_at).label("last_received"))
-        .where(visible_to(caller)).group_by(column).order_by(column.asc().nulls_last())
-    )).mappings().all()
-    return [dict(r) | {"first_received": r["first_received"].isoformat(),
-                       "last_received": r["last_received"].isoformat()} for r in rows]
+async def list_sites(conn: Connection, caller: Caller) -> list[dict[str, Any]]:
+    return await site_rows.grouped(conn, caller, "site")
 
 
-async def list_sites(conn: AsyncConnection, caller: Caller) -> list[dict[str, Any]]:
-    return await _grouped(conn, caller, "site")
-
-
-async def list_datasets(conn: AsyncConnection, caller: Caller) -> list[dict[str, Any]]:
-    rows = await _grouped(conn, caller, "dataset")
-    per_dataset = select(
-        study.c.dataset,
-        func.array_agg(distinct(study.c.site)).filter(study.c.site.is_not(None)).label("sites"),
-    ).where(visible_to(caller)).group_by(study.c.dataset)
-    sites = {r.dataset: r.sites for r in (await conn.execute(per_dataset)).all()}
+async def list_datasets(conn: Connection, caller: Caller) -> list[dict[str, Any]]:
+    rows = await site_rows.grouped(conn, caller, "dataset")
+    sites = await site_rows.dataset_sites(conn, caller)
     return [r | {"sites": sites.get(r["name"]) or []} for r in rows]

@@ -16,14 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from archive.errors import ArchiveUnavailable, InvalidRequest
 from archive.identity.errors import InvalidToken
 from archive.identity.roles import Identity, Kind, Role
-from archive.index.identity_tables import api_key
+from archive.index import api_keys as rows_of
+from archive.index.db_errors import AnyDatabaseError
+from archive.index.handles import Connection, Engine
 
 PREFIX = "arc_"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -58,13 +56,12 @@ def looks_like_key(token: str) -> bool:
     return token.startswith(PREFIX)
 
 
-def _row(r: object) -> ApiKey:
-    m = r._mapping  # type: ignore[attr-defined]
+def _row(m: rows_of.KeyRow) -> ApiKey:
     return ApiKey(m["name"], Role.parse(m["role"]), m["site"], m["created"], m["expires"],
                   m["revoked"])
 
 
-async def create_key(conn: AsyncConnection, name: str, role: Role, site: str | None = None,
+async def create_key(conn: Connection, name: str, role: Role, site: str | None = None,
                      expires_days: int | None = None) -> tuple[ApiKey, str]:
     """Store a new key; returns it and its secret (shown once, never stored)."""
     if not NAME.match(name):
@@ -76,42 +73,31 @@ async def create_key(conn: AsyncConnection, name: str, role: Role, site: str | N
     now = datetime.now(UTC)
     expires = now + timedelta(days=expires_days) if expires_days else None
     secret = new_secret()
-    try:
-        async with conn.begin_nested():
-            await conn.execute(insert(api_key).values(
-                name=name, role=role.label, site=site or None, secret_hash=secret_hash(secret),
-                created=now, expires=expires))
-    except IntegrityError as exc:
-        raise InvalidRequest(f"a key named {name!r} exists (names are never reused)") from exc
+    if not await rows_of.insert_key(conn, name=name, role=role.label, site=site or None,
+                                    digest=secret_hash(secret), created=now, expires=expires):
+        raise InvalidRequest(f"a key named {name!r} exists (names are never reused)")
     return ApiKey(name, role, site or None, now, expires, None), secret
 
 
-async def list_keys(conn: AsyncConnection) -> list[ApiKey]:
-    rows = await conn.execute(select(api_key).order_by(api_key.c.name))
-    return [_row(r) for r in rows]
+async def list_keys(conn: Connection) -> list[ApiKey]:
+    return [_row(r) for r in await rows_of.all_keys(conn)]
 
 
-async def revoke_key(conn: AsyncConnection, name: str) -> bool:
+async def revoke_key(conn: Connection, name: str) -> bool:
     """Revoke by name; False when no active key has that name."""
-    res = await conn.execute(update(api_key).where(api_key.c.name == name,
-                                                   api_key.c.revoked.is_(None))
-                             .values(revoked=func.now()))
-    return bool(res.rowcount)  # type: ignore[attr-defined]
+    return await rows_of.revoke(conn, name)
 
 
-async def find_key(conn: AsyncConnection, secret: str) -> ApiKey | None:
+async def find_key(conn: Connection, secret: str) -> ApiKey | None:
     """The active (unrevoked, unexpired) key with this secret, if any."""
-    rows = await conn.execute(select(api_key).where(
-        api_key.c.secret_hash == secret_hash(secret), api_key.c.revoked.is_(None),
-        (api_key.c.expires.is_(None)) | (api_key.c.expires > func.now())))
-    row = rows.first()
+    row = await rows_of.active_key(conn, secret_hash(secret))
     return _row(row) if row is not None else None
 
 
 class ApiKeyStore:
     """The server's view of the keys: one indexed lookup per key per `cache_seconds`."""
 
-    def __init__(self, engine: AsyncEngine, cache_seconds: float = 5.0,
+    def __init__(self, engine: Engine, cache_seconds: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
         self._ttl = cache_seconds
@@ -135,7 +121,7 @@ class ApiKeyStore:
         try:
             async with self._engine.connect() as conn:
                 key = await find_key(conn, secret)
-        except (OSError, SQLAlchemyError) as exc:  # 503, not 401: the key may well be valid
+        except (OSError, AnyDatabaseError) as exc:  # 503, not 401: the key may well be valid
             raise ArchiveUnavailable("cannot check API keys: the index is unreachable") from exc
         if key is None:
             self._cache.pop(digest, None)

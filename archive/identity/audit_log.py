@@ -17,11 +17,9 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from archive.identity.audit import AuditAction, AuditEvent
-from archive.index.identity_tables import audit_event
+from archive.index import audit_store
+from archive.index.handles import Connection, Engine
 
 log = logging.getLogger("archive.audit")
 MAX_BATCH = 5000  # bounds one statement's size and the events a failed batch can lose
@@ -34,7 +32,7 @@ class AuditSink(Protocol):
 
 
 class AuditWriter:
-    def __init__(self, engine: AsyncEngine, *, batch_size: int = 500, flush_seconds: float = 0.2,
+    def __init__(self, engine: Engine, *, batch_size: int = 500, flush_seconds: float = 0.2,
                  max_queue: int = 100_000, sinks: Sequence[AuditSink] = (),
                  retries: int = 5) -> None:
         self._engine = engine
@@ -104,7 +102,7 @@ class AuditWriter:
         for attempt in range(self._retries + 1):
             try:
                 async with self._engine.begin() as conn:
-                    await conn.execute(INSERT, columns)
+                    await audit_store.insert_events(conn, columns)
                 break
             except Exception as exc:  # the database is down or refusing: retry, then drop
                 if attempt == self._retries:
@@ -120,21 +118,6 @@ class AuditWriter:
             sink.send(batch)
 
 
-# One statement for any batch size: one array per column, unnested into rows. The plan is
-# prepared once per connection (a multi-row VALUES would be a new statement for every size).
-# UIDs never contain a backslash, so a study list travels as one backslash-joined string.
-INSERT = text("""
-    INSERT INTO audit_event (time, action, event_action, outcome, actor, role, kind, site, source,
-                             study_uids, detail)
-    SELECT t, a, ea, o, ac, r, k, si, so, string_to_array(u, E'\\\\'), d::jsonb
-    FROM unnest(CAST(:time AS timestamptz[]), CAST(:action AS text[]),
-                CAST(:event_action AS text[]), CAST(:outcome AS smallint[]),
-                CAST(:actor AS text[]), CAST(:role AS text[]), CAST(:kind AS text[]),
-                CAST(:site AS text[]), CAST(:source AS text[]), CAST(:uids AS text[]),
-                CAST(:detail AS text[])) AS x(t, a, ea, o, ac, r, k, si, so, u, d)
-""")
-
-
 def _columns(batch: Sequence[AuditEvent]) -> dict[str, list[Any]]:
     return {
         "time": [e.time for e in batch], "action": [e.action.value for e in batch],
@@ -147,27 +130,18 @@ def _columns(batch: Sequence[AuditEvent]) -> dict[str, list[Any]]:
     }
 
 
-async def query_events(conn: AsyncConnection, *, actor: str | None = None,
+async def query_events(conn: Connection, *, actor: str | None = None,
                        study: str | None = None, action: str | None = None,
                        since: datetime | None = None, until: datetime | None = None,
                        after_pk: int = 0, limit: int = 1000) -> list[tuple[int, AuditEvent]]:
     """Events in time order, filtered; `(pk, event)` pairs so callers can page by pk."""
-    q = select(audit_event).where(audit_event.c.pk > after_pk)
-    if actor:
-        q = q.where(audit_event.c.actor == actor)
-    if study:
-        q = q.where(audit_event.c.study_uids.contains([study]))
-    if action:
-        q = q.where(audit_event.c.action == AuditAction.parse(action).value)
-    if since:
-        q = q.where(audit_event.c.time >= since)
-    if until:
-        q = q.where(audit_event.c.time < until)
-    rows = await conn.execute(q.order_by(audit_event.c.pk).limit(limit))
-    return [(r.pk, AuditEvent.from_row(dict(r._mapping))) for r in rows]
+    rows = await audit_store.event_rows(
+        conn, actor=actor, study=study, action=AuditAction.parse(action).value if action else None,
+        since=since, until=until, after_pk=after_pk, limit=limit)
+    return [(r["pk"], AuditEvent.from_row(r)) for r in rows]
 
 
-async def iter_events(engine: AsyncEngine, page: int = 1000, **filters: object
+async def iter_events(engine: Engine, page: int = 1000, **filters: object
                       ) -> AsyncIterator[AuditEvent]:
     """All matching events, fetched a page at a time (export of a long trail)."""
     after = 0

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from archive.config import Settings
 from archive.identity.apikeys import ApiKeyStore
 from archive.identity.audit_log import AuditSink, AuditWriter
 from archive.identity.authenticate import Authenticator
 from archive.identity.oidc import OidcConfig, OidcValidator
 from archive.identity.syslog import SyslogSender, parse_target
+from archive.index.handles import Engine
 
 
 @dataclass
@@ -31,7 +30,7 @@ class IdentityService:
         await self.authenticator.close()
 
 
-def start(settings: Settings, engine: AsyncEngine) -> IdentityService:
+def start(settings: Settings, engine: Engine) -> IdentityService:
     """Build and start the audit writer (and syslog sender) and the authenticator.
 
     Must run inside the server's event loop; raises ConfigError for an OIDC issuer without an

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from archive.core import Caller
+from archive.caller import Caller
 from archive.index.commons_tables import (
     clinical_case,
     cohort,

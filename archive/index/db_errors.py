@@ -7,13 +7,15 @@ error, whose `__cause__` is asyncpg's own exception (e.g. DeadlockDetectedError)
 from __future__ import annotations
 
 from asyncpg.exceptions import DeadlockDetectedError, SerializationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 # The database cannot be reached (connection refused or lost): retry later.
 UNAVAILABLE: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, OSError,
                                                  ConnectionError)
 # Any error the database reported for a statement.
 DatabaseError = DBAPIError
+# Anything the database layer raises (a statement, the connection or the pool).
+AnyDatabaseError = SQLAlchemyError
 # Conflicts with a concurrent transaction: the same work may succeed when retried.
 RETRYABLE: tuple[type[BaseException], ...] = (DeadlockDetectedError, SerializationError)
 

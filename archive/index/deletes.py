@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from archive.core import Caller
+from archive.caller import Caller
 from archive.errors import NotFound
 from archive.index.reads import JOINED, Scope, in_scope
 from archive.index.tables import instance, patient, series, study

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Row, Select, Text, and_, bindparam, func, 
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from archive.core import Caller
+from archive.caller import Caller
 from archive.index.tables import instance, patient, series, study
 from archive.index.visibility import visible_to
 

@@ -15,7 +15,7 @@ import uuid
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
-from archive.core import Caller
+from archive.caller import Caller
 from archive.index.commons_tables import cohort_study
 from archive.index.tables import study
 

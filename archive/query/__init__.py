@@ -13,11 +13,10 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from archive.core import Caller, Core
 from archive.errors import ArchiveUnavailable, InvalidQuery
+from archive.index.db_errors import UNAVAILABLE, DatabaseError
+from archive.index.handles import Connection
 from archive.query import results, sql
 from archive.query.parse import parse_query
 from archive.query.spec import Level, QuerySpec
@@ -63,16 +62,16 @@ async def search(
                 async for part in stream.partitions(BATCH):
                     async for dataset in _shaped(core, conn, spec, part):
                         yield dataset
-    except (OperationalError, InterfaceError, OSError) as exc:
+    except UNAVAILABLE as exc:
         raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
-    except DBAPIError as exc:
+    except DatabaseError as exc:
         if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
             raise InvalidQuery(f"the query cannot be evaluated: {exc.orig}") from exc
         raise
 
 
 async def _batches(
-    core: Core, conn: AsyncConnection, spec: QuerySpec, rows: Any
+    core: Core, conn: Connection, spec: QuerySpec, rows: Any
 ) -> AsyncGenerator[dict[str, Any], None]:
     for start in range(0, len(rows), BATCH):
         async for dataset in _shaped(core, conn, spec, rows[start:start + BATCH]):
@@ -80,7 +79,7 @@ async def _batches(
 
 
 async def _shaped(
-    core: Core, conn: AsyncConnection, spec: QuerySpec, rows: Any
+    core: Core, conn: Connection, spec: QuerySpec, rows: Any
 ) -> AsyncGenerator[dict[str, Any], None]:
     shape = results.Shape.of(spec)
     datasets = [results.build(spec, row, shape) for row in rows]
@@ -112,7 +111,7 @@ async def more_results(core: Core, spec: QuerySpec, caller: Caller) -> bool:
         return (await conn.execute(sql.more_after(spec, caller))).first() is not None
 
 
-async def custom_plans(conn: AsyncConnection, spec: QuerySpec) -> None:
+async def custom_plans(conn: Connection, spec: QuerySpec) -> None:
     """Plan this transaction's queries for their actual values. The driver prepares each
     statement once per connection; after five runs PostgreSQL may switch to a generic plan,
     which cannot use a LIKE prefix or a date range's selectivity and walked all studies in pk
@@ -124,7 +123,7 @@ async def custom_plans(conn: AsyncConnection, spec: QuerySpec) -> None:
 
 
 async def _merge_extensions(
-    core: Core, conn: AsyncConnection, spec: QuerySpec, rows: Any, datasets: list[dict[str, Any]]
+    core: Core, conn: Connection, spec: QuerySpec, rows: Any, datasets: list[dict[str, Any]]
 ) -> None:
     """includefield=<prefix>.<name>: ask the registered provider for this batch's studies."""
     if not spec.extension_includes or spec.level == Level.PATIENT or not rows:

@@ -14,14 +14,12 @@ from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
-from sqlalchemy import Text, cast, func, select
 
-from archive.core import Caller
-from archive.index.tables import instance, patient, series, study
-from archive.index.visibility import visible_to
+from archive.caller import Caller
+from archive.query import sql
 from archive.query.fastjson import loads
 from archive.query.spec import Level, QuerySpec
-from archive.query.sql import COLUMNS, LEVEL_TAGS, LINK, RANK, home_level
+from archive.query.sql import COLUMNS, LEVEL_TAGS, RANK, home_level
 
 STUDY_REQUIRED = ("00080020", "00080030", "00080050", "00080056", "00080061", "00080090",
                   "00080201", "00081190", "00100010", "00100020", "00100030", "00100040",
@@ -80,63 +78,17 @@ def wanted(spec: QuerySpec, level: Level) -> set[str]:
     return tags
 
 
-def _first_instance_value(level: Level, tag: str) -> Any:
-    """The tag's element in one instance of the study/series (for attributes not indexed)."""
-    has = instance.c.header.has_key(tag)
-    if level == Level.SERIES:
-        q = select(instance.c.header[tag]).where(LINK[Level.IMAGE], has)
-    else:
-        q = select(instance.c.header[tag]).select_from(
-            series.join(instance, LINK[Level.IMAGE])
-        ).where(LINK[Level.SERIES], has)
-    return q.limit(1).scalar_subquery()
-
-
-def _text(col: Any) -> Any:
-    """JSONB as its text: decoded by `fastjson.loads`, several times faster than the driver's
-    `json.loads` codec (decoding dominated result-heavy pages)."""
-    return cast(col, Text)
-
-
 def columns(spec: QuerySpec, caller: Caller) -> list[Any]:
-    """The SELECT list for spec.level's rows."""
+    """The SELECT list for spec.level's rows: which levels are shown and which tags each
+    needs is decided here; `archive.query.sql.result_columns` builds the columns."""
     lvl = spec.level
-    if lvl == Level.PATIENT:
-        counts = select(
-            func.count(study.c.pk), func.coalesce(func.sum(study.c.num_series), 0),
-            func.coalesce(func.sum(study.c.num_instances), 0),
-        ).where(study.c.patient_pk == patient.c.pk, visible_to(caller))
-        return [
-            patient.c.pk.label("p_pk"), _text(patient.c.attrs).label("p_attrs"),
-            counts.with_only_columns(func.count(study.c.pk)).scalar_subquery().label("p_nst"),
-            counts.with_only_columns(func.coalesce(func.sum(study.c.num_series), 0))
-            .scalar_subquery().label("p_nse"),
-            counts.with_only_columns(func.coalesce(func.sum(study.c.num_instances), 0))
-            .scalar_subquery().label("p_ni"),
-        ]
-    shown = shown_levels(spec)
-    cols: list[Any] = [study.c.pk.label("s_pk"), study.c.study_uid.label("s_uid")]
-    if Level.STUDY in shown:  # only the levels returned are read (JSON decoding dominates)
-        cols += [
-            _text(patient.c.attrs).label("p_attrs"), _text(study.c.attrs).label("s_attrs"),
-            study.c.modalities.label("s_mods"), study.c.sop_classes.label("s_classes"),
-            study.c.num_series.label("s_nse"), study.c.num_instances.label("s_ni"),
-        ]
-    if RANK[lvl] >= RANK[Level.SERIES]:
-        cols += [series.c.pk.label("se_pk"), series.c.series_uid.label("se_uid")]
-    if Level.SERIES in shown:
-        cols += [_text(series.c.attrs).label("se_attrs"), series.c.num_instances.label("se_ni")]
-    if lvl == Level.IMAGE:
-        cols += [instance.c.pk.label("i_pk"), instance.c.sop_uid.label("i_uid")]
-        if spec.include_all:
-            cols.append(_text(instance.c.header).label("i_header"))
-        else:
-            stored = sorted(wanted(spec, lvl) - COMPUTED[Level.IMAGE])
-            cols += [_text(instance.c.header[t]).label(f"h_{t}") for t in stored]
+    image_tags: list[str] | None = None
+    extra: list[str] = []
+    if lvl == Level.IMAGE and not spec.include_all:
+        image_tags = sorted(wanted(spec, lvl) - COMPUTED[Level.IMAGE])
     elif lvl in (Level.STUDY, Level.SERIES):
-        extra = [t for t in wanted(spec, lvl) if t not in KNOWN]
-        cols += [_first_instance_value(lvl, t).label(f"x_{t}") for t in sorted(extra)]
-    return cols
+        extra = sorted(t for t in wanted(spec, lvl) if t not in KNOWN)
+    return sql.result_columns(lvl, shown_levels(spec), caller, image_tags, extra)
 
 
 # --- row → data set --------------------------------------------------------------------------

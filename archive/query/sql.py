@@ -14,11 +14,12 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Text,
     and_,
     cast,
     exists,
@@ -33,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONPATH
 
 from archive.attributes import LEVEL_KEYWORDS
-from archive.core import Caller
+from archive.caller import Caller
 from archive.errors import InvalidQuery
 from archive.index.tables import instance, patient, series, study
 from archive.index.visibility import visible_to
@@ -466,8 +467,71 @@ def more_after(spec: QuerySpec, caller: Caller) -> Select[Any]:
     return stmt.offset(spec.offset + (spec.limit or 0)).limit(1)
 
 
-def study_pk_select(spec: QuerySpec, caller: Caller) -> Select[Any]:
+StudyPks: TypeAlias = Select[Any]  # a SELECT of matching study pks (cohorts, facets)
+
+
+def study_pk_select(spec: QuerySpec, caller: Caller) -> StudyPks:
     """Distinct study pks of the studies that hold a match of `spec` (for cohort definitions)."""
     if spec.level == Level.PATIENT:
         raise InvalidQuery("study_pk_select needs a STUDY, SERIES or IMAGE level query")
     return matching(spec, caller, [study.c.pk]).distinct()
+
+
+# --- result columns (archive.query.results decides which) ------------------------------------
+
+def _first_instance_value(level: Level, tag: str) -> Any:
+    """The tag's element in one instance of the study/series (for attributes not indexed)."""
+    has = instance.c.header.has_key(tag)
+    if level == Level.SERIES:
+        q = select(instance.c.header[tag]).where(LINK[Level.IMAGE], has)
+    else:
+        q = select(instance.c.header[tag]).select_from(
+            series.join(instance, LINK[Level.IMAGE])
+        ).where(LINK[Level.SERIES], has)
+    return q.limit(1).scalar_subquery()
+
+
+def _text(col: Any) -> Any:
+    """JSONB as its text: decoded by `fastjson.loads`, several times faster than the driver's
+    `json.loads` codec (decoding dominated result-heavy pages)."""
+    return cast(col, Text)
+
+
+def result_columns(lvl: Level, shown: list[Level], caller: Caller,
+                   image_tags: list[str] | None, extra_tags: list[str]) -> list[Any]:
+    """The SELECT list for `lvl`'s rows: the attributes of the `shown` levels; at IMAGE the
+    header elements `image_tags` (None: the whole header); at STUDY/SERIES the `extra_tags`
+    (not indexed) read from one instance of the entity."""
+    if lvl == Level.PATIENT:
+        counts = select(
+            func.count(study.c.pk), func.coalesce(func.sum(study.c.num_series), 0),
+            func.coalesce(func.sum(study.c.num_instances), 0),
+        ).where(study.c.patient_pk == patient.c.pk, visible_to(caller))
+        return [
+            patient.c.pk.label("p_pk"), _text(patient.c.attrs).label("p_attrs"),
+            counts.with_only_columns(func.count(study.c.pk)).scalar_subquery().label("p_nst"),
+            counts.with_only_columns(func.coalesce(func.sum(study.c.num_series), 0))
+            .scalar_subquery().label("p_nse"),
+            counts.with_only_columns(func.coalesce(func.sum(study.c.num_instances), 0))
+            .scalar_subquery().label("p_ni"),
+        ]
+    cols: list[Any] = [study.c.pk.label("s_pk"), study.c.study_uid.label("s_uid")]
+    if Level.STUDY in shown:  # only the levels returned are read (JSON decoding dominates)
+        cols += [
+            _text(patient.c.attrs).label("p_attrs"), _text(study.c.attrs).label("s_attrs"),
+            study.c.modalities.label("s_mods"), study.c.sop_classes.label("s_classes"),
+            study.c.num_series.label("s_nse"), study.c.num_instances.label("s_ni"),
+        ]
+    if RANK[lvl] >= RANK[Level.SERIES]:
+        cols += [series.c.pk.label("se_pk"), series.c.series_uid.label("se_uid")]
+    if Level.SERIES in shown:
+        cols += [_text(series.c.attrs).label("se_attrs"), series.c.num_instances.label("se_ni")]
+    if lvl == Level.IMAGE:
+        cols += [instance.c.pk.label("i_pk"), instance.c.sop_uid.label("i_uid")]
+        if image_tags is None:
+            cols.append(_text(instance.c.header).label("i_header"))
+        else:
+            cols += [_text(instance.c.header[t]).label(f"h_{t}") for t in image_tags]
+    elif lvl in (Level.STUDY, Level.SERIES):
+        cols += [_first_instance_value(lvl, t).label(f"x_{t}") for t in extra_tags]
+    return cols

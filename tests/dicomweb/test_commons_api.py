@@ -399,13 +399,14 @@ EVERY_KEY: dict[str, tuple[str, Any]] = {
     "commons.medication.type": ("systemic steroids", _any("medications", lambda r: True)),
     "commons.procedure.code": ("5A1955Z", _any("procedures", lambda r: True)),
     "commons.procedure.name": ("Breathing Support", _any("procedures", lambda r: True)),
+    "commons.study_description": ("*chest*", lambda L, c, s: "chest" in s.description.lower()),
     "commons.observation.smoking_status": ("Former,Current", _any(
         "observations", lambda r: r["answer"] in ("Former", "Current"))),
 }
 
 
 def test_every_commons_key_is_covered_below() -> None:
-    from archive.commons.fields import FIELDS
+    from archive.index.commons_fields import FIELDS
 
     assert set(EVERY_KEY) == set(FIELDS) | {"commons.observation.smoking_status"}
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select
 
-from archive.commons.filters import compile_filter
 from archive.commons.playbook import Term, read_playbook, shipped_playbook
 from archive.core import Caller
 from archive.errors import InvalidQuery
+from archive.index.commons_filters import compile_filter
 from archive.index.tables import study
 from archive.index.visibility import visible_to
 from tests.archive.commons.conftest import Loaded

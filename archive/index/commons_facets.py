@@ -1,26 +1,25 @@
 """Facet counts for a cohort-builder page: per value of one field, how many studies and cases
-match the other filters (the same filters, parser and visibility as QIDO-RS and cohorts)."""
+match the other filters. The caller builds `matching` with `archive.commons.selection`
+(the same filters, parser and visibility as QIDO-RS and cohorts); this module counts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from archive.commons.fields import SCOPES, field_for
-from archive.commons.selection import study_select
-from archive.core import Caller, Extensions
 from archive.errors import InvalidQuery
+from archive.index.commons_fields import SCOPES, field_for
 from archive.index.tables import study
 
 DICOM_FACETS = ("ModalitiesInStudy",)
 MAX_VALUES = 1000
 
 
-async def facet(conn: AsyncConnection, extensions: Extensions, caller: Caller, name: str,
-                pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    matching = study_select(pairs, extensions, caller).subquery()
+async def facet(conn: AsyncConnection, studies: Select[Any], name: str) -> dict[str, Any]:
+    """Counts per value of field `name` over `studies` (a SELECT of study pks)."""
+    matching = studies.subquery()
     if name == "ModalitiesInStudy":
         value = func.unnest(study.c.modalities).label("value")
         stmt = (select(value, func.count(study.c.pk.distinct()).label("studies"),

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, select, true
 
-from archive.commons.fields import PREFIX, SCOPES, Field, field_for
-from archive.commons.matching import bool_match, number_match, text_match
 from archive.errors import InvalidQuery
+from archive.index.commons_fields import PREFIX, SCOPES, Field, field_for
+from archive.index.commons_matching import bool_match, number_match, text_match
 from archive.index.tables import study
 
 MAX_VALUE = 4096

@@ -78,6 +78,8 @@ FIELDS: dict[str, Field] = {f.key: f for f in (
     Field("commons.site", "text", "study", study.c.site, "contributing site", "00111010"),
     Field("commons.dataset", "text", "study", study.c.dataset,
           "dataset (submission batch, e.g. SITE_20260301)", "00111011"),
+    Field("commons.study_description", "text", "study", study.c.study_description,
+          "the study description as sent (free text: case-insensitive, * and ? wildcards)"),
     Field("commons.loinc_code", "text", "loinc", sh.c.loinc_code,
           "harmonized LOINC Playbook code", "00111001"),
     Field("commons.loinc_long_common_name", "text", "loinc", loinc_term.c.long_common_name,

@@ -6,13 +6,13 @@ not found, like the studies themselves.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Select, Table, not_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from archive.commons.clinical import KINDS
-from archive.core import Caller
+from archive.caller import Caller
 from archive.errors import NotFound
 from archive.index.commons_tables import clinical_case, loinc_term, study_case, study_harmonization
 from archive.index.tables import patient, study
@@ -31,7 +31,9 @@ def _child_order(name: str, table: Table) -> tuple[Any, ...]:
     return (c.days_start.asc().nulls_last(), c.pk)
 
 
-async def case_view(conn: AsyncConnection, caller: Caller, case_id: str) -> dict[str, Any]:
+async def case_view(conn: AsyncConnection, caller: Caller, case_id: str,
+                    kinds: Mapping[str, Table]) -> dict[str, Any]:
+    """The case row, its child rows per kind (`kinds`: list name → table) and its studies."""
     row = (await conn.execute(select(clinical_case).where(clinical_case.c.case_id == case_id))
            ).mappings().first()
     hidden = (await conn.execute(
@@ -42,8 +44,7 @@ async def case_view(conn: AsyncConnection, caller: Caller, case_id: str) -> dict
     out: dict[str, Any] = {k: v for k, v in row.items() if k not in ("extra",)}
     out["created_at"], out["updated_at"] = row["created_at"].isoformat(), \
         row["updated_at"].isoformat()
-    for name, kind in KINDS.items():
-        t = kind.table
+    for name, t in kinds.items():
         rows = (await conn.execute(select(t).where(t.c.case_id == case_id)
                                    .order_by(*_child_order(name, t)))).mappings().all()
         out[name] = [{k: v for k, v in r.items() if k not in ("pk", "case_id")} for r in rows]

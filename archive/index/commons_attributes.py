@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from archive.commons.fields import FIELDS, PREFIX, SCOPES, Field
 from archive.errors import InvalidQuery
+from archive.index.commons_fields import FIELDS, PREFIX, SCOPES, Field
 
 CREATOR_TAG = "00110010"
 CREATOR = "IMAGING COMMONS"

@@ -1,0 +1,357 @@
+"""Explore: every facet of the commons at once, counted as faceted search counts.
+
+A facet's counts answer "how many studies (and cases) would match if I ticked this value too":
+each facet is counted under the current filters *minus its own* (ticking Female does not zero
+the Male count), so filters on other facets narrow it and its own filter does not.
+
+One SQL statement, one pass over the visible studies. Each distinct filter subset the answer
+needs (all filters; all but facet k's, for each facet k that has a filter) becomes a boolean
+column `cN = study.pk IN (study_select(subset))` (the same parser, SQL and visibility as QIDO-RS
+and cohorts, so the counts are QIDO's counts) of a `base` row set: every visible study with the
+single-valued facet columns (study, LOINC and case fields, age bin, year) joined once. A window
+marks each case's first study under each subset, so case counts need no DISTINCT. Single-valued
+facets are then counted in one GROUPING SETS pass (`count(*) FILTER (WHERE cN)` per subset);
+multi-valued ones (tests, conditions, modalities, series attributes) in one grouped join.
+Small cells: with a minimum cell count N every count below N becomes "< N" (`suppress`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    FromClause,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    true,
+    union,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from archive.caller import Caller
+from archive.errors import InvalidQuery
+from archive.index.commons_fields import FIELDS, Field
+from archive.index.commons_tables import clinical_case, loinc_term, study_case, study_harmonization
+from archive.index.tables import series, study
+from archive.index.visibility import visible_to
+
+MAX_VALUES = 200
+AGE_BIN = 10
+# commons fields that make no sense as a facet (one value per case; quasi-identifiers; free text)
+NOT_FACETS = frozenset({"commons.case.id", "commons.case.zip", "commons.case.age_at_index",
+                        "commons.case.age_at_index_gt89", "commons.study_description"})
+NUMERIC = ("int", "uint")
+# the case facets' tables: every visible study and its case (one row per study)
+BASE_FROM: FromClause = (
+    study.outerjoin(study_case, study_case.c.study_pk == study.c.pk)
+    .outerjoin(clinical_case, clinical_case.c.case_id == study_case.c.case_id)
+    .outerjoin(study_harmonization, study_harmonization.c.study_pk == study.c.pk)
+    .outerjoin(loinc_term, loinc_term.c.code == study_harmonization.c.loinc_code))
+
+Count = int | str
+# filter pairs → SELECT of matching visible study pks (archive.commons.selection.study_select,
+# handed in by the service so the index never imports the query parser)
+Selector = Callable[[list[tuple[str, str]]], Any]
+# whether a filter key's condition is a per-study conjunct of its own (see _plan; decided by
+# the service, which knows the query parser)
+Independent = Callable[[str], bool]
+# a multi-valued facet: its rows (from, study pk, value, extra condition)
+Rows = tuple[FromClause, ColumnElement[Any], ColumnElement[Any], ColumnElement[bool] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FacetDef:
+    """A facet: its name (the filter key the page sends), the keys whose filters it ignores
+    when counting itself, a label, and what it counts (`group`: studies, or cases), from a
+    single-valued column over BASE_FROM (`column`) or its own rows (`rows`: keyed by study pk
+    for study facets, by case id for case facets)."""
+
+    name: str
+    keys: frozenset[str]
+    label: str
+    group: str  # cases | studies
+    column: ColumnElement[Any] | None = None
+    rows: Rows | None = None
+
+
+def _age_bin() -> ColumnElement[Any]:
+    """Ages in bins of AGE_BIN years ('0', '10', ... '80'), '90+' for ages over 89."""
+    age = clinical_case.c.age_at_index
+    return case((clinical_case.c.age_at_index_gt89.is_(True), literal("90+")),
+                (age.is_(None), null()),
+                else_=cast(func.least(age // AGE_BIN * AGE_BIN, 80), String))
+
+
+def _year() -> ColumnElement[Any]:
+    return func.split_part(cast(func.extract("year", study.c.study_date), String), ".", 1)
+
+
+def _label(key: str) -> str:
+    return key.removeprefix("commons.").replace("case.", "").replace("_", " ").replace(".", " ")
+
+
+def _field_facet(f: Field) -> FacetDef:
+    group = "studies" if f.scope in ("study", "loinc") else "cases"
+    if f.scope in ("study", "loinc", "case"):  # one value per study: the single pass
+        return FacetDef(f.key, frozenset({f.key}), _label(f.key), group, column=f.column)
+    table = f.column.table  # clinical rows of a case: counted per case
+    return FacetDef(f.key, frozenset({f.key}), _label(f.key), group,
+                    rows=(table, table.c.case_id, f.column, f.extra))
+
+
+def _commons_facets() -> list[FacetDef]:
+    return [_field_facet(f) for f in FIELDS.values() if f.key not in NOT_FACETS
+            and (f.kind not in NUMERIC or f.key == "commons.mapping_version")]
+
+
+def _modalities() -> Rows:
+    return study, study.c.pk, func.unnest(study.c.modalities), None
+
+
+FACETS: dict[str, FacetDef] = {d.name: d for d in (
+    FacetDef("commons.case.age_at_index", frozenset({"commons.case.age_at_index",
+                                                     "commons.case.age_at_index_gt89"}),
+             "age at index", "cases", column=_age_bin()),
+    *_commons_facets(),
+    FacetDef("ModalitiesInStudy", frozenset({"ModalitiesInStudy", "00080061"}), "modality",
+             "studies", rows=_modalities()),
+    FacetDef("BodyPartExamined", frozenset({"BodyPartExamined", "00180015"}), "body part",
+             "studies", rows=(series, series.c.study_pk, series.c.body_part, None)),
+    FacetDef("Manufacturer", frozenset({"Manufacturer", "00080070"}), "manufacturer", "studies",
+             rows=(series, series.c.study_pk, series.c.attrs["00080070"]["Value"][0].astext,
+                   None)),
+    FacetDef("StudyDate", frozenset({"StudyDate", "00080020"}), "study year", "studies",
+             column=_year()),
+)}
+
+
+def suppress(n: int | None, min_cell: int) -> Count | None:
+    """A count as published: "< N" when below the minimum cell count N (0 = off)."""
+    return f"< {min_cell}" if min_cell and n is not None and n < min_cell else n
+
+
+def suppress_facet(facet: dict[str, Any], min_cell: int) -> dict[str, Any]:
+    """A `/commons/facets` answer with its counts suppressed (see `suppress`)."""
+    return facet | {"studies": suppress(facet["studies"], min_cell), "values": [
+        v | {"studies": suppress(v["studies"], min_cell), "cases": suppress(v["cases"], min_cell)}
+        for v in facet["values"]]}
+
+
+def matching(pairs: list[tuple[str, str]], select_for: Selector, caller: Caller,
+             name: str) -> CTE:
+    """The visible studies matching `pairs` (pk, patient_pk), as a named CTE."""
+    pks = select_for(pairs).subquery()
+    return (select(study.c.pk, study.c.patient_pk)
+            .where(study.c.pk.in_(select(pks.c.pk))).cte(name))
+
+
+def _facet_of(key: str) -> str:
+    return next((d.name for d in FACETS.values() if key in d.keys), "")
+
+
+Plan = tuple[list[tuple[int, ...]], list[tuple[int, ...]], dict[str, int]]
+
+
+def _plan(pairs: list[tuple[str, str]], names: list[str], independent: Independent) -> Plan:
+    """Blocks of filter pairs evaluated together (one `study_select` each), the subsets of
+    blocks the answer needs (subset 0: all filters; per filtered facet: all but its own),
+    and which subset counts each facet. Pairs are blocked by the facet they belong to, so each
+    filter is evaluated once; if that would split series-level keys across blocks, each subset
+    is evaluated as one block instead (exactly QIDO's combined query)."""
+    owner: dict[str, list[int]] = {}
+    for i, (k, _) in enumerate(pairs):
+        owner.setdefault(_facet_of(k), []).append(i)
+    mixed = [b for b, idx in owner.items() if not all(independent(pairs[i][0]) for i in idx)]
+    if len(mixed) <= 1:
+        order = list(owner)
+        blocks = [tuple(owner[b]) for b in order]
+        subsets = [tuple(range(len(blocks)))]
+        of: dict[str, int] = {}
+        for n in names:
+            kept = tuple(j for j, b in enumerate(order) if b != n)
+            if kept not in subsets:
+                subsets.append(kept)
+            of[n] = subsets.index(kept)
+        return blocks, subsets, of
+    blocks = [tuple(range(len(pairs)))]
+    of = {}
+    for n in names:
+        kept_pairs = tuple(i for i, (k, _) in enumerate(pairs) if k not in FACETS[n].keys)
+        if kept_pairs not in blocks:
+            blocks.append(kept_pairs)
+        of[n] = blocks.index(kept_pairs)
+    return blocks, [(b,) for b in range(len(blocks))], of
+
+
+def _base(pairs: list[tuple[str, str]], plan: Plan, select_for: Selector, caller: Caller,
+          single: list[FacetDef]) -> CTE:
+    """Every visible study: pk, case, the single-valued facet values v0.., a flag cN per
+    subset, and firstN: the study is its case's first under subset N."""
+    blocks, subsets, _ = plan
+    source, flags = BASE_FROM, list[ColumnElement[bool]]()
+    for b, kept in enumerate(blocks):  # a hash join per block (an IN would be a per-row plan)
+        if not kept:
+            flags.append(true())
+            continue
+        m = select_for([pairs[i] for i in kept]).subquery(f"m{b}")
+        source = source.outerjoin(m, m.c.pk == study.c.pk)
+        flags.append(m.c.pk.is_not(None))
+    subset_flags = [and_(true(), *[flags[b] for b in subset]).label(f"c{n}")
+                    for n, subset in enumerate(subsets)]
+    values = [cast(d.column, String).label(f"v{i}") for i, d in enumerate(single)]
+    rows = (select(study.c.pk, study.c.patient_pk, study_case.c.case_id,
+                   literal("").label("t"), *values, *subset_flags)
+            .select_from(source).where(visible_to(caller)).cte("rows"))
+    firsts = [and_(rows.c[f"c{n}"], rows.c.pk == func.min(rows.c.pk).filter(rows.c[f"c{n}"])
+                   .over(partition_by=rows.c.patient_pk)).label(f"first{n}")
+              for n in range(len(subsets))]
+    return select(rows, *firsts).cte("base")
+
+
+def _single_pass(base: CTE, single: list[FacetDef], n_sub: int) -> Select[Any]:
+    """Totals (facet '') and the single-valued facets: one GROUPING SETS scan."""
+    vs = [base.c[f"v{i}"] for i in range(len(single))]
+    grouped = [func.grouping(v) == 0 for v in vs]
+    facet = case(*[(g, literal(d.name)) for g, d in zip(grouped, single, strict=True)],
+                 else_=literal("")) if single else literal("")
+    value = case(*[(g, v) for g, v in zip(grouped, vs, strict=True)],
+                 else_=cast(null(), String)) if single else cast(null(), String)
+    counts = [c for n in range(n_sub) for c in (
+        func.count().filter(base.c[f"c{n}"]).label(f"s{n}"),
+        func.count().filter(base.c[f"first{n}"]).label(f"k{n}"))]
+    return (select(facet.label("facet"), value.label("value"), *counts).select_from(base)
+            .group_by(func.grouping_sets(base.c.t, *vs)))
+
+
+def _distinct_rows(defs: list[FacetDef]) -> Any:
+    parts = []
+    for d in defs:
+        assert d.rows is not None
+        source, key, value, extra = d.rows
+        parts.append(select(literal(d.name).label("facet"), key.label("key"),
+                            cast(value, String).label("value"))
+                     .select_from(source).where(true() if extra is None else extra))
+    return union(*parts).subquery()
+
+
+def _study_rows_pass(base: CTE, defs: list[FacetDef], n_sub: int) -> Select[Any]:
+    """Multi-valued study facets (modalities, series attributes): studies per value."""
+    mv = _distinct_rows(defs)
+    counts = [c for n in range(n_sub) for c in (
+        func.count().filter(base.c[f"c{n}"]).label(f"s{n}"),
+        cast(null(), Integer).label(f"k{n}"))]
+    return (select(mv.c.facet, mv.c.value, *counts)
+            .select_from(mv.join(base, base.c.pk == mv.c.key)).group_by(mv.c.facet, mv.c.value))
+
+
+def _case_rows_pass(base: CTE, defs: list[FacetDef], n_sub: int) -> Select[Any]:
+    """Clinical-row facets (tests, conditions, ...): cases per value, a case counting when
+    one of its studies matches."""
+    cases = (select(base.c.case_id, *[func.bool_or(base.c[f"c{n}"]).label(f"c{n}")
+                                      for n in range(n_sub)])
+             .where(base.c.case_id.is_not(None)).group_by(base.c.case_id).subquery("cases"))
+    mv = _distinct_rows(defs)
+    counts = [c for n in range(n_sub) for c in (
+        cast(null(), Integer).label(f"s{n}"),
+        func.count().filter(cases.c[f"c{n}"]).label(f"k{n}"))]
+    return (select(mv.c.facet, mv.c.value, *counts)
+            .select_from(mv.join(cases, cases.c.case_id == mv.c.key))
+            .group_by(mv.c.facet, mv.c.value))
+
+
+def explore_statement(pairs: list[tuple[str, str]], select_for: Selector, caller: Caller,
+                      names: list[str], independent: Independent
+                      ) -> tuple[Select[Any], dict[str, int]]:
+    """The statement (rows: facet, value, sN/kN = studies/cases under subset N) and, per
+    facet, the subset N that counts it (the totals row, facet '', uses subset 0)."""
+    plan = _plan(pairs, names, independent)
+    subsets, of = plan[1], plan[2]
+    single = [FACETS[n] for n in names if FACETS[n].column is not None]
+    multi = [FACETS[n] for n in names if FACETS[n].rows is not None]
+    base = _base(pairs, plan, select_for, caller, single)
+    parts = [_single_pass(base, single, len(subsets))]
+    for group, rows_pass in (("studies", _study_rows_pass), ("cases", _case_rows_pass)):
+        defs = [d for d in multi if d.group == group]
+        if defs:
+            parts.append(rows_pass(base, defs, len(subsets)))
+    return union_all(*parts).subquery("counts").select(), of
+
+
+async def custom_plans(conn: AsyncConnection) -> None:
+    """Plan this transaction's statements for their actual values: the driver prepares each
+    statement once per connection, and after five runs PostgreSQL may switch to a generic
+    plan that cannot see how selective a filter value is (as archive.query.custom_plans)."""
+    await conn.execute(select(func.set_config("plan_cache_mode", "force_custom_plan", True)))
+
+
+def facet_names(wanted: list[str] | None) -> list[str]:
+    if not wanted:
+        return list(FACETS)
+    unknown = [n for n in wanted if n not in FACETS]
+    if unknown:
+        raise InvalidQuery(f"unknown facet {unknown[0]!r}; facets: {', '.join(FACETS)}")
+    return wanted
+
+
+async def explore(conn: AsyncConnection, select_for: Selector, caller: Caller,
+                  pairs: list[tuple[str, str]], independent: Independent, min_cell: int = 0,
+                  wanted: list[str] | None = None) -> dict[str, Any]:
+    """Totals and every facet (values ordered by study count) under `pairs`."""
+    names = facet_names(wanted)
+    stmt, of = explore_statement(pairs, select_for, caller, names, independent)
+    await custom_plans(conn)
+    rows = (await conn.execute(stmt)).mappings().all()
+    facets: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    totals: dict[str, int | None] = {"studies": 0, "cases": 0}
+    for r in rows:
+        sub = of.get(r["facet"], 0)
+        counts = {"studies": r[f"s{sub}"], "cases": r[f"k{sub}"]}
+        if r["facet"] == "":
+            totals = counts
+            continue
+        if FACETS[r["facet"]].group == "studies":
+            counts["cases"] = None  # a study value's cases would need a DISTINCT per facet
+        if counts[FACETS[r["facet"]].group]:
+            facets[r["facet"]].append({"value": r["value"], **counts})
+    out = []
+    for name in names:
+        values = sorted(facets[name], key=_order(name))[:MAX_VALUES]
+        d = FACETS[name]
+        out.append({"name": name, "label": d.label, "group": d.group, "values": [
+            {"value": v["value"], "studies": suppress(v["studies"], min_cell),
+             "cases": suppress(v["cases"], min_cell)} for v in values]})
+    return {"totals": {k: suppress(v, min_cell) for k, v in totals.items()},
+            "min_cell_count": min_cell, "facets": out}
+
+
+def _order(name: str) -> Callable[[dict[str, Any]], Any]:
+    if name in ("commons.case.age_at_index", "StudyDate"):  # histograms: in value order
+        return lambda v: (v["value"] is None, _bin_key(v["value"]))
+    unit = FACETS[name].group
+    return lambda v: (-(v[unit] or 0), v["value"] is None, v["value"] or "")
+
+
+def _bin_key(value: str | None) -> int:
+    if value is None:
+        return 0
+    return 90 if value == "90+" else int(value)
+
+
+async def count_matching(conn: AsyncConnection, select_for: Selector, caller: Caller,
+                         pairs: list[tuple[str, str]]) -> int:
+    """How many visible studies match `pairs` (the results table's total)."""
+    m = matching(pairs, select_for, caller, "m")
+    return int((await conn.execute(select(func.count()).select_from(m))).scalar_one())
