@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archive import cli_keys, cli_limits, config, console
+from archive import cli_curation, cli_keys, cli_limits, config, console
 from archive.errors import ConfigError
 from archive.logs import configure
 
@@ -66,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
     cli_keys.add_serve_flags(s)
     cli_limits.add_limit_flags(s)
+    cli_curation.add_serve_flags(s)
     console.add_serve_flags(s)
     _storage(s)
     db = sub.add_parser("db", help="database maintenance")
@@ -84,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_commands(sub, _common)
     cli_keys.add_commands(sub, _common)
+    cli_curation.add_commands(sub, _common)
     _viewer_parser(sub)
     console.add_version(ap)
     console.annotate_defaults(ap)
@@ -121,7 +123,7 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
             "storage", "s3_endpoint", "s3_region", "s3_path_style",
             "curator_token_file", "tls_cert", "tls_key",
             "dimse_tls_port", "dimse_tls_ca", *cli_keys.SERVE_SETTINGS,
-            *cli_limits.LIMIT_SETTINGS)
+            *cli_limits.LIMIT_SETTINGS, *cli_curation.SERVE_SETTINGS)
     if getattr(args, "curator_token", None):
         print("archive: warning: --curator-token is deprecated (any local user can read it with "
               "ps); use ARCHIVE_CURATOR_TOKEN or --curator-token-file PATH", file=sys.stderr)
@@ -169,6 +171,8 @@ def _run(args: argparse.Namespace, settings: config.Settings) -> int:
         from archive.bulk_import import run_import
 
         return asyncio.run(run_import(settings, args))
+    if cli_curation.handles(args):
+        return cli_curation.main_for(args, settings)
     if args.command in ("clinical", "loinc", "mapping", "cohort"):
         from archive.cli_commons import main_for
 

@@ -55,6 +55,9 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     ls = masub.add_parser("list", help="list mappings, or unmapped descriptions")
     common(ls)
     ls.add_argument("--status", help="proposed | approved | rejected | unmapped")
+    from archive.cli_curation import add_mapping_import
+
+    add_mapping_import(masub, common)
     co = sub.add_parser("cohort", help="cohorts (commons)")
     cosub = co.add_subparsers(dest="cohort_command", required=True)
     dl = cosub.add_parser("download", help="download a cohort from a running archive")

@@ -58,6 +58,13 @@ class Settings:
     oidc_site_claim: str = "site"
     anonymous_role: str = "reader"
     audit_syslog: str | None = None
+    release_workflow: bool = False  # contributed datasets are staged until a curator releases them
+    sequester_fraction: float = 0.2  # share of new cases a release sequesters
+    strata_attributes: tuple[str, ...] = (
+        "site", "sex", "covid19_positive", "age", "race", "ethnicity", "modality")
+    deidentify: str = "off"  # ingest profile for every site: basic (PS3.15 E.1) | off
+    deidentify_site: tuple[tuple[str, str], ...] = ()  # per-site profile, overriding `deidentify`
+    deidentify_secret: str | None = None  # keys the per-patient date shift and UID remapping
     log_format: str = "auto"  # human on a terminal, JSON lines otherwise
     public_url: str | None = None  # externally visible base, e.g. https://pacs.example.org
     trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose Forwarded headers count
@@ -82,6 +89,13 @@ class Settings:
     http_max_header_bytes: int = 8190  # longest request line / header field (aiohttp's default)
     db_idle_release_seconds: float = 10.0  # close pooled connections idle this long (0: never)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def deidentify_profile(self, site: str | None) -> str:
+        """The ingest de-identification profile of a site (its own entry, else the default)."""
+        for name, profile in self.deidentify_site:
+            if name == site:
+                return profile
+        return self.deidentify
 
     def peer(self, ae_title: str) -> Peer | None:
         for p in self.peers:
@@ -149,6 +163,50 @@ def _host_port(v: str) -> str | None:
         raise ConfigError(f"expected HOST:PORT, not {v!r}")
     _port(port)
     return v
+
+
+def _fraction(v: str) -> float:
+    f = float(v)
+    if not 0.0 <= f <= 1.0:
+        raise ConfigError(f"sequester fraction must be within [0, 1], not {v}")
+    return f
+
+
+STRATA_ATTRIBUTES = ("site", "sex", "covid19_positive", "age", "race", "ethnicity", "modality")
+
+
+def _strata(v: str | list[str]) -> tuple[str, ...]:
+    items = v if isinstance(v, list) else v.split(",")
+    names = tuple(s.strip() for s in items if s.strip())
+    unknown = [n for n in names if n not in STRATA_ATTRIBUTES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ConfigError(f"strata attributes must be distinct names among {STRATA_ATTRIBUTES}, "
+                          f"not {v!r}")
+    return names
+
+
+DEIDENTIFY_PROFILES = ("basic", "off")
+
+
+def _profile(v: str) -> str:
+    if v not in DEIDENTIFY_PROFILES:
+        raise ConfigError(f"de-identification profile must be one of {DEIDENTIFY_PROFILES}, "
+                          f"not {v!r}")
+    return v
+
+
+def _site_profiles(v: str | Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """`SITE=basic,OTHER=off` (flag, variable) or a TOML table {SITE = "basic"}."""
+    if isinstance(v, Mapping):
+        pairs = [(str(k), str(p)) for k, p in v.items()]
+    else:
+        pairs = []
+        for item in (s.strip() for s in v.split(",") if s.strip()):
+            site, sep, profile = item.partition("=")
+            if not sep or not site.strip():
+                raise ConfigError(f"expected SITE=basic|off, not {item!r}")
+            pairs.append((site.strip(), profile.strip()))
+    return tuple((site, _profile(p)) for site, p in pairs)
 
 
 def _cell_count(v: str) -> int:
@@ -230,6 +288,12 @@ PARSERS: dict[str, Any] = {
     "oidc_site_claim": str,
     "anonymous_role": _anonymous_role,
     "audit_syslog": _host_port,
+    "release_workflow": _bool,
+    "sequester_fraction": _fraction,
+    "strata_attributes": _strata,
+    "deidentify": _profile,
+    "deidentify_site": _site_profiles,
+    "deidentify_secret": lambda v: v or None,
     "log_format": _log_format,
     "public_url": _public_url,
     "trusted_proxies": _networks,

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from archive.index.writes import Attribution
     from archive.instance import InstanceFacts
     from archive.workers import Workers
+    from storage.base import Spooled
 
 
 # Namespaced query keys (e.g. "commons.site"): (key, raw value) → boolean clause over the study
@@ -30,10 +31,14 @@ ResultAttributes = Callable[[Any, list[int], frozenset[str]], Awaitable[dict[int
 Enricher = Callable[["InstanceFacts", Caller, "Attribution"], "Attribution"]
 # A post-index hook runs inside the ingest transaction (commons: harmonization, linking).
 IndexHook = Callable[[Any, "InstanceFacts", int], Awaitable[None]]
+# A pre-store hook may replace a spooled instance before it is parsed for indexing and stored
+# (commons: de-identification); it returns the new spooled file, or None to keep the original.
+PreStoreHook = Callable[["Core", "Spooled", Caller], Awaitable["Spooled | None"]]
 
 
 @dataclass(slots=True)
 class Extensions:
+    pre_store: list[PreStoreHook] = field(default_factory=list)
     enrichers: list[Enricher] = field(default_factory=list)
     index_hooks: list[IndexHook] = field(default_factory=list)
     filters: dict[str, FilterCompiler] = field(default_factory=dict)  # prefix "commons." → compiler
@@ -53,6 +58,7 @@ class Core:
     committer: Any = None  # archive.group_commit.GroupCommitter, created on first ingest
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)  # /metrics (issue 13)
+    suggestions: Any = None  # archive.commons.suggest.SuggestionService: one per process
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

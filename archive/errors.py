@@ -129,6 +129,10 @@ class Forbidden(ArchiveError):
     reads of data the caller may not see are NotFound, so existence is not disclosed."""
 
 
+class Conflict(ArchiveError):
+    """The request is valid but the archive's state refuses it (e.g. nothing left to release)."""
+
+
 class NotAllowed(ArchiveError):
     """The resource exists but does not support this method (e.g. a frozen cohort's root)."""
 

@@ -67,6 +67,12 @@ async def _ingest(
             raise StudyMismatch(
                 f"StudyInstanceUID {facts.study_uid} differs from the request's {expected_study}"
             )
+        for hook in core.extensions.pre_store:  # e.g. de-identification: a new file to store
+            replaced = await hook(core, spooled, caller)
+            if replaced is not None:
+                blobs.discard(spooled)
+                spooled = replaced
+                facts = await parse(core, spooled)
         # blob durability + index, batched with concurrent ingests (see archive.group_commit)
         indexed, key = await group_commit.committer(core).submit(
             facts, spooled, attribution_for(core, facts, caller)

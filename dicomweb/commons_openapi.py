@@ -127,5 +127,59 @@ def document(server: str) -> dict[str, Any]:
             "/commons/cohorts/{cohort}/dicom-web/studies": {"get": _op(
                 "DICOMweb service root (QIDO-RS, WADO-RS) limited to the cohort",
                 _ok("as DICOMweb", "application/dicom+json"), [COHORT])},
+            **curation_paths(),
         },
+    }
+
+
+DATASET = _param("dataset", "dataset (batch) id", True, "path")
+CURATOR = {"403": {"description": "a curator action: needs the curator credential"}}
+CONFLICT = {"409": {"description": "refused by the archive's state; JSON {error, status"
+                                   "[, shortfall: [{attributes, values, needed, available}]]}"}}
+
+
+def curation_paths() -> dict[str, Any]:
+    """Issue 16: staged datasets, releases, overrides, test sets, LOINC suggestions."""
+    return {
+        "/commons/datasets/{dataset}/qc": {"get": _op(
+            "QC before release: unmapped descriptions (with suggestions), cases without clinical "
+            "data, studies without a case, PS3.15 E.1 PHI findings, duplicates (curator)",
+            _ok("report") | CURATOR, [DATASET])},
+        "/commons/datasets/{dataset}/release": {"post": _op(
+            "Release a dataset: split new cases open/sequestered (stratified, sticky, seeded), "
+            "publish the open part, record a numbered release (curator)",
+            {"201": {"description": "the release"}} | CURATOR | CONFLICT, [DATASET],
+            {"content": {"application/json": {"schema": {"type": "object", "properties": {
+                "notes": {"type": "string"}, "seed": {"type": "integer"}}}}}})},
+        "/commons/releases": {"get": _op("Numbered releases", _ok("releases"))},
+        "/commons/releases/{number}": {"get": _op(
+            "One release with counts per partition, stratum and marginal cell", _ok("release"),
+            [_param("number", "release number", True, "path")])},
+        "/commons/cases/{case}/partition": {"post": _op(
+            "Override one released case's partition, with a reason (curator)",
+            _ok("the case's partition and override history") | CURATOR,
+            [_param("case", "case id", True, "path")],
+            {"content": {"application/json": {"schema": {"type": "object", "properties": {
+                "partition": {"enum": ["open", "sequestered"]},
+                "reason": {"type": "string"}}}}}})},
+        "/commons/testsets": {
+            "get": _op("Test sets (curator)", _ok("testsets") | CURATOR),
+            "post": _op(
+                "Draw a task-based test set from the sequestered pool as a restricted cohort "
+                "(curator)", {"201": {"description": "cohort + testset distribution"}}
+                | CURATOR | CONFLICT,
+                body={"content": {"application/json": {"schema": {
+                    "type": "object", "required": ["name", "size"], "properties": {
+                        "name": {"type": "string"}, "size": {"type": "integer"},
+                        "filters": {"type": "object", "description": FILTERS},
+                        "query": {"type": "string"},
+                        "targets": {"type": "object", "description":
+                                    '{"attribute": {"value": proportion}}, e.g. '
+                                    '{"covid19_positive": {"Yes": 0.5, "No": 0.5}}'},
+                        "reuse": {"type": "boolean"}, "seed": {"type": "integer"}}}}}})},
+        "/commons/loinc/suggest": {"get": _op(
+            "Suggested LOINC codes for a study description, best first", _ok("suggestions"),
+            [_param("description", "raw StudyDescription", True),
+             _param("modality", "modality or comma-separated list (CR,DX)"),
+             _param("limit", "1-20, default 3")])},
     }

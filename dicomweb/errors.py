@@ -30,6 +30,7 @@ STATUS: list[tuple[type[e.ArchiveError], int]] = [
     (e.InvalidQuery, 400),
     (e.RequestTimeout, 408),
     (e.InvalidRequest, 400),
+    (e.Conflict, 409),
     (e.StudyMismatch, 409),
     (e.DuplicateInstance, 409),
     (e.OwnershipConflict, 409),

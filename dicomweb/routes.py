@@ -20,6 +20,7 @@ from archive.query.spec import Level
 from dicomweb import (
     collection_api,
     commons_api,
+    curation_api,
     landing,
     ops,
     portal,
@@ -118,6 +119,15 @@ COMMONS: tuple[Route, ...] = (
     Route("GET", "/cohorts/{cohort}/manifest", commons_api.get_manifest),
     Route("GET", "/cohorts/{cohort}/clinical", commons_api.get_clinical),
     Route("GET", "/cohorts/{cohort}/files/{sop}", commons_api.get_file),
+    # curation (issue 16): staged datasets, releases, overrides, test sets, LOINC suggestions
+    Route("GET", "/datasets/{dataset}/qc", curation_api.get_qc, "curate"),
+    Route("POST", "/datasets/{dataset}/release", curation_api.post_release, "curate"),
+    Route("GET", "/releases", curation_api.list_releases),
+    Route("GET", "/releases/{number}", curation_api.get_release),
+    Route("POST", "/cases/{case}/partition", curation_api.post_partition, "curate"),
+    Route("POST", "/testsets", curation_api.post_testset, "curate"),
+    Route("GET", "/testsets", curation_api.list_testsets, "curate"),
+    Route("GET", "/loinc/suggest", curation_api.get_suggest),
 )
 
 # The research portal (issue 17): its JSON next to /commons, its pages under /portal/.

@@ -24,3 +24,14 @@ def register(core: Core) -> None:
     ext.result_attributes[PREFIX] = result_attributes
     ext.index_hooks.append(harmonize_study)
     ext.enrichers.append(attribute_dataset)
+    from archive.commons.suggest import SuggestionService
+
+    core.suggestions = SuggestionService()  # one per Core; built on the first suggestion
+    from archive.commons import deidentify
+
+    if deidentify.check(core.settings):
+        ext.pre_store.append(deidentify.deidentify_hook)
+    if core.settings.release_workflow:
+        from archive.commons.releases import staging_enricher
+
+        ext.enrichers.append(staging_enricher(core.settings.default_collection))

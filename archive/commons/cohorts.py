@@ -58,7 +58,8 @@ async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
 
 
 def _row(r: Any) -> dict[str, Any]:
-    return {"id": str(r.id), "name": r.name, "description": r.query.get("description"),
+    return {"id": str(r.id), "name": r.name, "release": r.release_number,
+            "description": r.query.get("description"),
             "query": [tuple(p) for p in r.query["filters"]],
             "mapping_version": r.mapping_version,
             "counts": {"cases": r.num_cases, "studies": r.num_studies, "series": r.num_series,

@@ -41,8 +41,14 @@ async def case(core: Core, caller: Caller, case_id: str) -> dict[str, Any]:
 
 
 async def descriptions(core: Core, caller: Caller, status: str) -> list[dict[str, Any]]:
+    """The curators' worklist; unmapped rows carry the top LOINC suggestions (issue 16)."""
     async with core.engine.connect() as conn:
-        return await harmonize.list_descriptions(conn, caller, status)
+        rows = await harmonize.list_descriptions(conn, caller, status)
+    if status != "unmapped":
+        return rows
+    from archive.commons.suggest import service as suggestions
+
+    return await suggestions(core).annotate(core, rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,8 @@ def draw_test_set(pool: Iterable[Case], size: int, targets: Targets, *, seed: in
     marg = {a: _integer_split(size, goal[a]) for a in attrs}
     _check_marginals(attrs, keys, supply, marg, size)
     fitted = _ipf(keys, attrs, supply, {a: {v: float(n) for v, n in marg[a].items()} for a in attrs})
-    quotas = _integer_quotas(keys, attrs, fitted, supply, marg)
+    # no proportions asked: one cell, the whole pool (supply was checked above)
+    quotas = _integer_quotas(keys, attrs, fitted, supply, marg) if attrs else np.array([size])
     chosen: list[str] = []
     for k, q in zip(keys, quotas, strict=True):
         chosen += sorted(cells.get(k, ()), key=lambda c: case_order(seed, c))[:q]

@@ -41,8 +41,9 @@ from archive.index.commons_tables import (
     study_case,
     study_harmonization,
 )
+from archive.index.release_tables import cohort_release, data_release
 from archive.index.tables import instance, patient, series, study
-from archive.index.visibility import SEQUESTERED, visible_to
+from archive.index.visibility import SEQUESTERED, STAGED, visible_to
 
 _MEMBER_INSTANCES = (cohort_instance.join(instance, instance.c.pk == cohort_instance.c.instance_pk)
                      .join(series, series.c.pk == instance.c.series_pk)
@@ -87,17 +88,25 @@ async def freeze(conn: AsyncConnection, cid: uuid.UUID, studies: Select[Any]) ->
         size_bytes=select(func.coalesce(func.sum(instance.c.size_bytes), 0))
         .select_from(ci_inst).where(ci.c.cohort_id == cid).scalar_subquery(),
         restricted=exists().select_from(cs_study)
-        .where(cs.c.cohort_id == cid, study.c.collection == SEQUESTERED),
+        .where(cs.c.cohort_id == cid, study.c.collection.in_((SEQUESTERED, STAGED))),
     ))
+    # the release it was built on (None before the first release): reproducible research
+    await conn.execute(insert(cohort_release).values(
+        cohort_id=cid, release_number=select(func.max(data_release.c.number)).scalar_subquery()))
+
+
+_WITH_RELEASE = (select(cohort, cohort_release.c.release_number)
+                 .select_from(cohort.outerjoin(cohort_release,
+                                               cohort_release.c.cohort_id == cohort.c.id)))
 
 
 async def cohort_row(conn: AsyncConnection, cid: uuid.UUID) -> Row[Any] | None:
-    return (await conn.execute(select(cohort).where(cohort.c.id == cid))).first()
+    return (await conn.execute(_WITH_RELEASE.where(cohort.c.id == cid))).first()
 
 
 async def cohort_rows(conn: AsyncConnection, caller: Caller) -> Sequence[Row[Any]]:
     """Every cohort the caller may read (restricted ones only with the sequestered right)."""
-    stmt = select(cohort).order_by(cohort.c.created_at)
+    stmt = _WITH_RELEASE.order_by(cohort.c.created_at)
     if not caller.may_see_sequestered:
         stmt = stmt.where(not_(cohort.c.restricted))
     return (await conn.execute(stmt)).all()

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from archive.index import commons_tables, identity_tables  # noqa: F401 (registers its tables)
+from archive.index import (  # noqa: F401 (registers its tables)
+    commons_tables,
+    identity_tables,
+    release_tables,
+)
 from archive.index.tables import metadata
 
 __all__ = ["VIEWS", "include_object", "metadata"]

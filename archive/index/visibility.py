@@ -1,6 +1,8 @@
 """visible_to(): the one WHERE clause that every read path applies to the study table.
 
-Sequestered collections are invisible (not forbidden) to callers without the right; a cohort
+Sequestered collections are invisible (not forbidden) to callers without the right, and so
+are staged studies (`--release-workflow`: waiting for their dataset's release) except to the
+contributors of the study's own site; a cohort
 root narrows visibility to the cohort's frozen studies. Query, retrieve, delete, export, the
 commons services and DIMSE all go through here, so there is exactly one place to get this
 right. It is a SQLAlchemy expression over `archive.index.tables.study`; there is no SQL-text
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, and_, false, select, true
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from archive.caller import Caller
 from archive.index.commons_tables import cohort_study
 from archive.index.tables import study
 
 SEQUESTERED = "sequestered"
+STAGED = "staged"
 
 
 def cohort_uuid(value: str) -> uuid.UUID | None:
@@ -32,6 +35,9 @@ def visible_to(caller: Caller) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = []
     if not caller.may_see_sequestered:
         conditions.append(study.c.collection != SEQUESTERED)
+        own_site = caller.site if "contributor" in caller.roles else None  # roles: authenticated
+        conditions.append(study.c.collection != STAGED if own_site is None
+                          else or_(study.c.collection != STAGED, study.c.site == own_site))
     if caller.cohort is not None:
         cid = cohort_uuid(caller.cohort)
         conditions.append(
