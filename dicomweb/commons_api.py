@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from archive.commons import cohorts, service
-from archive.errors import InvalidRequest, NotAllowed
+from archive.errors import InvalidRequest, NotAllowed, UnsupportedMediaType
 from dicomweb.auth import caller_from_request
 from dicomweb.keys import CORE
 from dicomweb.media_types import negotiate, parse_media_type
@@ -116,8 +116,17 @@ async def get_facets(request: web.Request) -> web.Response:
 
 
 # ---- cohorts -----------------------------------------------------------------------------------
+def require_json(request: web.Request) -> None:
+    """A JSON body only: a cross-site form or `text/plain` POST (which a browser sends without
+    a preflight) is refused with 415 before anything is read."""
+    ctype = parse_media_type(request.headers.get("Content-Type", "")).type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"send the cohort as application/json, not {ctype or 'nothing'!r}")
+
+
 async def post_cohort(request: web.Request) -> web.Response:
     core = request.app[CORE]
+    require_json(request)
     cohort = await cohorts.create(core, caller_from_request(request), await _json_body(request))
     cohort["dicomweb_root"] = _cohort_root(request, cohort["id"])
     return web.Response(status=201, text=json.dumps(cohort, default=str),
@@ -133,6 +142,13 @@ async def list_cohorts(request: web.Request) -> web.Response:
 async def get_cohort(request: web.Request) -> web.Response:
     cohort = await cohorts.get(request.app[CORE], caller_from_request(request),
                                request.match_info["cohort"])
+    return _json(cohort | {"dicomweb_root": _cohort_root(request, cohort["id"])})
+
+
+async def publish_cohort(request: web.Request) -> web.Response:
+    """Publish a cohort: every reader may then use its root and manifest (curators only)."""
+    cohort = await cohorts.publish(request.app[CORE], caller_from_request(request),
+                                   request.match_info["cohort"])
     return _json(cohort | {"dicomweb_root": _cohort_root(request, cohort["id"])})
 
 

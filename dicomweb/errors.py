@@ -14,10 +14,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from archive import errors as e
+from archive.identity import errors as auth
 
 log = logging.getLogger("dicomweb")
 
 STATUS: list[tuple[type[e.ArchiveError], int]] = [
+    (auth.Unauthenticated, 401),
+    (auth.InvalidToken, 401),
+    (auth.Forbidden, 403),
     (e.NotFound, 404),
     (e.Forbidden, 403),
     (e.NotAllowed, 405),
@@ -60,10 +64,25 @@ def error_response(status: int, reason: str, details: dict[str, object] | None =
     )
 
 
+def challenge(exc: e.ArchiveError) -> str | None:
+    """RFC 6750 §3 WWW-Authenticate for a 401: bare for missing credentials, `invalid_token`
+    (with its reason) for bad ones."""
+    if isinstance(exc, auth.InvalidToken):
+        reason = " ".join(exc.reason.split()).replace('"', "'").replace("\\", "/")
+        return (f'Bearer realm="archive", error="invalid_token", '
+                f'error_description="{reason.encode("ascii", "replace").decode()[:200]}"')
+    if isinstance(exc, auth.Unauthenticated):
+        return 'Bearer realm="archive"'
+    return None
+
+
 def archive_error_response(exc: e.ArchiveError) -> web.Response:
-    """The response for a typed core error: status, reason, the error's details, Allow."""
-    headers = {"Allow": ",".join(sorted(exc.allowed))} if isinstance(exc, e.NotAllowed) else None
-    return error_response(status_for(exc), exc.reason, exc.details(), headers)
+    """The response for a typed core error: status, reason, the error's details, Allow,
+    WWW-Authenticate."""
+    headers = {"Allow": ",".join(sorted(exc.allowed))} if isinstance(exc, e.NotAllowed) else {}
+    if (www := challenge(exc)) is not None:
+        headers["WWW-Authenticate"] = www
+    return error_response(status_for(exc), exc.reason, exc.details(), headers or None)
 
 
 def log_refusal(request: web.Request, status: int, reason: str) -> None:

@@ -226,9 +226,6 @@ def install(app: web.Application, viewer_dir: Path | None) -> None:
     if viewer_dir is None:
         return
     app[VIEWER] = ViewerFiles(Path(viewer_dir))
-    app.add_routes([
-        web.get(MOUNT, to_mount),
-        web.get(f"{MOUNT}/app-config.js", config_js),
-        web.get(f"{MOUNT}/", index),
-        web.get(MOUNT + "/{tail:.*}", asset),
-    ])
+    from dicomweb.routes import route_defs, viewer_routes  # the one route table
+
+    app.add_routes(route_defs(viewer_routes()))

@@ -28,6 +28,14 @@ from archive.runtime import default_workers
 from archive.workers import Workers
 
 T = TypeVar("T")
+# Test archives run with this legacy static curator token, and tests that write (STOW-RS,
+# DELETE, clinical data, mappings) send it: anonymous writes are refused (issue 12).
+TEST_CURATOR_TOKEN = "test-curator-token-7f3a9c"
+
+
+def auth_headers(**extra: str) -> dict[str, str]:
+    """Headers of a curator client of a test archive (plus `extra`, e.g. X-Archive-Site)."""
+    return {"Authorization": f"Bearer {TEST_CURATOR_TOKEN}", **extra}
 
 
 def free_port() -> int:
@@ -158,6 +166,7 @@ class ServerThread:
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    overrides.setdefault("curator_token", TEST_CURATOR_TOKEN)
     return replace(
         Settings(),
         http_port=free_port(),
