@@ -27,6 +27,8 @@ CHANGES = {"/commons/cases": "clinical data", "/commons/mappings": "mappings"}
 
 def action_for(method: str, template: str) -> AuditAction | None:
     """The PS3.15 event a successful request on route `template` stands for, if any."""
+    if template.startswith("/commons/cohorts/{cohort}/dicom-web") and method != "GET":
+        return None  # a cohort's root is read-only (405): nothing happened
     if method == "DELETE":
         return AuditAction.STUDY_DELETED
     if method == "POST":

@@ -117,7 +117,7 @@ def _request(archive: RunningArchive, route: Route, params: dict[str, str],
         path = path.replace("{" + k + "}", v)
     url = archive.base + path
     if route.method == "POST" and route.path.endswith("/studies") and "cohort" not in route.path:
-        ds = _fresh(WHO[who][1] or "X")
+        ds = _fresh(WHO.get(who, (None, None))[1] or "X")
         if "{study}" in route.path:
             ds.StudyInstanceUID = params["study"]
         return _store(archive, ds, **headers)
@@ -128,8 +128,11 @@ def _request(archive: RunningArchive, route: Route, params: dict[str, str],
         return requests.post(url, json=[], headers=headers, timeout=30)
     if route.method == "POST" and route.path.endswith("/cases"):
         return requests.post(url, json={"cases": []}, headers=headers, timeout=30)
-    if route.method == "DELETE":  # a UID nobody stored: allowed callers get the 404
-        url = url.replace(params.get("study", "-"), generate_uid())
+    if route.method == "DELETE":  # a throwaway study of its own: allowed callers delete it
+        ds = _fresh("SITE_A")
+        assert _store(archive, ds, **auth_headers()).status_code == 200
+        url = url.replace(params["study"], ds.StudyInstanceUID).replace(
+            params["series"], ds.SeriesInstanceUID).replace(params["instance"], ds.SOPInstanceUID)
     return requests.request(route.method, url, headers=headers, timeout=30)
 
 
@@ -152,11 +155,14 @@ def test_authorization_matrix(server_factory: Any, oidc_provider: OidcProvider) 
     cohort = requests.post(f"{archive.base}/commons/cohorts", json={"filters": {}}, timeout=30,
                            headers={"Authorization": f"Bearer {keys['reader-key']}"})
     assert cohort.status_code == 201, cohort.text
+    assert requests.post(f"{archive.base}/commons/cases", json=[{"case_id": stored.PatientID}],
+                         headers=auth_headers(), timeout=30).status_code == 200
     params = {"study": stored.StudyInstanceUID, "series": stored.SeriesInstanceUID,
               "instance": stored.SOPInstanceUID, "sop": stored.SOPInstanceUID, "frames": "1",
               "tag": "7FE00010", "case": stored.PatientID, "cohort": cohort.json()["id"]}
     routes = [r for r in all_routes() if not r.path.endswith("/publish")] + \
         [r for r in all_routes() if r.path.endswith("/publish")]  # publishing changes 404s: last
+    invalid = _invalid_tokens(oidc_provider)
     wrong: list[str] = []
     cells = 0
     for route in routes:
@@ -172,7 +178,7 @@ def test_authorization_matrix(server_factory: Any, oidc_provider: OidcProvider) 
                              f"(expected {expect}) {got.text[:120]}")
             if got.status_code == 401:
                 assert got.headers["WWW-Authenticate"].startswith("Bearer"), route.path
-        for name, token in _invalid_tokens(oidc_provider).items():
+        for name, token in invalid.items():
             got = _request(archive, route, params, {"Authorization": f"Bearer {token}"}, name)
             cells += 1
             if got.status_code != 401 or 'error="invalid_token"' not in got.headers.get(
@@ -181,3 +187,27 @@ def test_authorization_matrix(server_factory: Any, oidc_provider: OidcProvider) 
     assert not wrong, "\n".join(wrong)
     assert cells == len(routes) * 10
     print(f"authorization matrix: {len(routes)} routes x 10 callers = {cells} requests")
+    _check_audit(archive, keys["admin-key"], stored.StudyInstanceUID)
+
+
+def _check_audit(archive: RunningArchive, admin: str, study: str) -> None:
+    """Each kind of action left its PS3.15 event, and the admin API filters the trail."""
+    def events(**q: str) -> list[dict[str, Any]]:
+        r = requests.get(f"{archive.base}/commons/audit", params=q, timeout=30,
+                         headers={"Authorization": f"Bearer {admin}"})
+        assert r.status_code == 200, r.text
+        return list(r.json()["events"])
+
+    actions = {e["action"] for e in events(limit="5000")}
+    assert {"DICOM Instances Transferred", "Query", "Begin Transferring DICOM Instances",
+            "DICOM Instances Accessed", "Export", "DICOM Study Deleted", "Import",
+            "User Authentication", "Security Alert"} <= actions
+    mine = events(study=study, actor="site-b-key")
+    assert mine and {e["study_uids"][0] for e in mine} == {study}
+    assert all(e["role"] == "contributor" and e["site"] == "SITE_B" for e in mine)
+    deleted = events(action="study_deleted", actor="admin-key")
+    assert deleted and all(e["outcome"] == 0 for e in deleted)
+    refused = events(action="Security Alert", actor="reader-key")
+    assert refused and all(e["outcome"] == 4 for e in refused)
+    stored = events(action="DICOM Instances Transferred", actor="curator")
+    assert any(e["event_action"] == "C" and e["detail"].get("instances") == 1 for e in stored)
