@@ -14,7 +14,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,6 +94,7 @@ class RunningArchive:
     core: Core
     loop: asyncio.AbstractEventLoop
     database_url: str
+    keys: dict[str, str] = field(default_factory=dict)  # API key secrets made by key_headers
 
     @property
     def url(self) -> str:
@@ -163,6 +164,22 @@ class ServerThread:
         if self.archive and self._stop:
             self.archive.loop.call_soon_threadsafe(self._stop.set)
         self.thread.join(60)
+
+
+def key_headers(archive: RunningArchive, role: str = "reader", site: str | None = None
+                ) -> dict[str, str]:
+    """Authorization for an API key of `role` (and `site`), made once per archive through the
+    archive's own key store."""
+    from archive.identity.apikeys import create_key
+    from archive.identity.roles import Role
+
+    name = f"test-{role}-{site or 'any'}"
+    if name not in archive.keys:
+        async def make() -> str:
+            async with archive.core.engine.begin() as conn:
+                return (await create_key(conn, name, Role.parse(role), site))[1]
+        archive.keys[name] = archive.run(make())
+    return {"Authorization": f"Bearer {archive.keys[name]}"}
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:

@@ -19,7 +19,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 
 from tests import factories as f
-from tests.conftest import RunningArchive, ServerThread, _admin, _with_db, make_settings
+from tests.conftest import RunningArchive, ServerThread, _admin, _with_db, auth_headers, make_settings
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def store_corpus(server: RunningArchive) -> Corpus:
     r = requests.post(
         server.url + "/studies?collection=sequestered", data=body, timeout=60,
         headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
-                 "Accept": "application/dicom+json"},
+                 "Accept": "application/dicom+json", **auth_headers()},
     )
     assert r.status_code == 200, r.text
     uids = {k: v[0].StudyInstanceUID for k, v in studies.items()}
