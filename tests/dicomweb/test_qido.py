@@ -116,7 +116,8 @@ def test_includefield_all_and_sequence_attributes(corpus: tuple[RunningArchive, 
 
 def test_limit_offset_and_warning(server_factory: Any) -> None:
     server = server_factory(qido_max_limit=3)
-    DICOMwebClient(server.url, headers=auth_headers()).store_instances([f.image(f"page{i}") for i in range(5)])
+    DICOMwebClient(server.url, headers=auth_headers()).store_instances(
+        [f.image(f"page{i}") for i in range(5)])
     all_uids = study_uids(get(server, "/studies", {"limit": "3"}).json())
     r = get(server, "/studies")
     assert len(r.json()) == 3

@@ -112,7 +112,8 @@ def test_missing_uid_is_rejected(server: RunningArchive) -> None:
 
 
 def test_wrong_media_type_is_415(server: RunningArchive) -> None:
-    r = requests.post(server.url + "/studies", data=b"x", headers={"Content-Type": "application/json", **auth_headers()},
+    r = requests.post(server.url + "/studies", data=b"x",
+                      headers={"Content-Type": "application/json", **auth_headers()},
                       timeout=10)
     assert r.status_code == 415
     r = post(server, b"x", **{"Content-Type": 'multipart/related; type="application/pdf"; boundary=a'})

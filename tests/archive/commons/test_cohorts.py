@@ -77,7 +77,8 @@ def test_cohort_list_and_clinical_table(server: RunningArchive) -> None:
     listed = requests.get(f"{server.base}/commons/cohorts", timeout=30,
                           headers=auth_headers()).json()["cohorts"]
     assert [x["id"] for x in listed] == [c["id"]]
-    text = requests.get(f"{server.base}/commons/cohorts/{c['id']}/clinical?format=csv", headers=auth_headers(),
+    text = requests.get(f"{server.base}/commons/cohorts/{c['id']}/clinical?format=csv",
+                        headers=auth_headers(),
                         timeout=30).text
     header, row = text.strip().split("\r\n")
     values = dict(zip(header.split(","), row.split(","), strict=True))

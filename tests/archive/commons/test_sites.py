@@ -13,6 +13,7 @@ from dicomweb_client.api import DICOMwebClient
 
 from archive.config import Peer
 from tests import factories as f
+from tests.conftest import auth_headers
 from tests.dcmtk import dcmtk
 
 
