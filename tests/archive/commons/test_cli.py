@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,15 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from tests import factories as f
-from tests.conftest import RunningArchive, auth_headers
+from tests.conftest import TEST_CURATOR_TOKEN, RunningArchive, auth_headers
 
 
 def archive(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """The CLI, with the test archive's curator token in ARCHIVE_TOKEN (the commands that talk
+    HTTP take it from there when --token is not given)."""
+    env = os.environ | {"ARCHIVE_TOKEN": TEST_CURATOR_TOKEN}
     return subprocess.run([sys.executable, "-m", "archive", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=timeout, check=False, env=env)
 
 
 def db(server: RunningArchive) -> list[str]:
