@@ -211,3 +211,15 @@ def _check_audit(archive: RunningArchive, admin: str, study: str) -> None:
     assert refused and all(e["outcome"] == 4 for e in refused)
     stored = events(action="DICOM Instances Transferred", actor="curator")
     assert any(e["event_action"] == "C" and e["detail"].get("instances") == 1 for e in stored)
+
+
+def test_the_security_page_carries_the_permission_table() -> None:
+    """docs/security.md lists every route with the permission the code declares."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    for r in all_routes() + viewer_routes():
+        least = r.permission.least_role
+        row = (f"| {r.method} | `{r.path}` | `{r.permission.label}` | "
+               f"{least.label if least else 'anyone (even `--anonymous-role none`)'} |")
+        assert row in page, f"docs/security.md lacks: {row}"
