@@ -130,10 +130,11 @@ def mounted(table: tuple[Route, ...], prefix: str) -> list[Route]:
 
 def cohort_roots() -> list[Route]:
     """The DICOMweb table under every cohort root: reads pass a cohort check first (404 for an
-    unknown or unreadable cohort); everything else is a 405 (a cohort is frozen)."""
-    return [Route(r.method, r.path,
-                  commons_api.cohort_guard(r.handler) if r.method in ("GET", "HEAD")
-                  else commons_api.read_only, r.permission)
+    unknown or unreadable cohort); everything else is a 405 for everyone (a cohort is frozen,
+    so those routes only ever answer that, and need no more than READ to say it)."""
+    return [Route(r.method, r.path, commons_api.cohort_guard(r.handler), r.permission)
+            if r.method in ("GET", "HEAD")
+            else Route(r.method, r.path, commons_api.read_only, Permission.READ)
             for r in mounted(DICOMWEB, COHORT_ROOT)]
 
 
