@@ -51,7 +51,7 @@ def test_matching_case(corpus: tuple[RunningArchive, Corpus], case: Case) -> Non
 
 def test_dicomweb_client_searches(corpus: tuple[RunningArchive, Corpus]) -> None:
     server, c = corpus
-    client = DICOMwebClient(server.url, headers=auth_headers())
+    client = DICOMwebClient(server.url)
     studies = client.search_for_studies(search_filters={"PatientID": "PID-A"})
     assert c.letters(study_uids(studies)) == {"A"}
     assert studies[0]["00201206"]["Value"] == [2]
