@@ -22,7 +22,7 @@ def create_app(core: Core) -> web.Application:
     app[CORE] = core
     routes = all_routes() + (viewer_routes() if core.settings.viewer_dir else [])
     auth.register(app, [(r.method, r.path, r.permission) for r in routes])
-    app.add_routes(route_defs(all_routes()))
+    app.add_routes(route_defs(routes))
     viewer.install(app, core.settings.viewer_dir)  # /viewer/ when --viewer-dir is given
     cors.install(app, core.settings.cors_origin, exempt_prefix=viewer.MOUNT)
     return app

@@ -225,7 +225,4 @@ def install(app: web.Application, viewer_dir: Path | None) -> None:
     """Serve `viewer_dir` at /viewer/ when configured (settings.viewer_dir)."""
     if viewer_dir is None:
         return
-    app[VIEWER] = ViewerFiles(Path(viewer_dir))
-    from dicomweb.routes import route_defs, viewer_routes  # the one route table
-
-    app.add_routes(route_defs(viewer_routes()))
+    app[VIEWER] = ViewerFiles(Path(viewer_dir))  # its routes: dicomweb.routes.VIEWER
