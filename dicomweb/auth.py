@@ -10,6 +10,7 @@ what a permitted caller may *see* stays the core's visibility rule (404, never 4
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -30,7 +31,8 @@ def register(app: web.Application, routes: list[tuple[str, str, Permission]]) ->
     """Record each route's declared permission for the middleware (GET also covers HEAD)."""
     table: dict[tuple[str, str], Permission] = app.setdefault(PERMISSIONS, {})  # type: ignore[arg-type]
     for method, path, permission in routes:
-        table[(method, path)] = permission
+        # aiohttp's canonical form of `/viewer/{tail:.*}` is `/viewer/{tail}`
+        table[(method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path))] = permission
 
 
 def route_permission(request: web.Request) -> Permission | None:
