@@ -20,6 +20,7 @@ class Caller:
     may_see_sequestered: bool = False
     cohort: str | None = None
     roles: frozenset[str] = frozenset()
+    actor: str | None = None  # "kind:subject" of an authenticated caller (cohort ownership)
 
     @property
     def may_change_any_site(self) -> bool:

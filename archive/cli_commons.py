@@ -14,6 +14,7 @@ import asyncio
 import csv
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -65,14 +66,19 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     dl.add_argument("cohort_id")
     dl.add_argument("--to", type=Path, required=True, help="target directory")
     dl.add_argument("--url", default=DEFAULT_URL, help=f"archive base URL ({DEFAULT_URL})")
-    dl.add_argument("--token", help="bearer token (restricted cohorts)")
+    dl.add_argument("--token", help="bearer token (default: $ARCHIVE_TOKEN)")
     dl.add_argument("--parallel", type=int, default=4, help="parallel downloads (4)")
     dl.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def bearer_token(args: argparse.Namespace) -> str | None:
+    """`--token`, else ARCHIVE_TOKEN: a secret need not appear on the command line (ps)."""
+    return args.token or os.environ.get("ARCHIVE_TOKEN") or None
+
+
 def _remote(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", help="send to a running archive (base URL) instead of the database")
-    p.add_argument("--token", help="curator bearer token for --url")
+    p.add_argument("--token", help="curator bearer token for --url (default: $ARCHIVE_TOKEN)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -151,8 +157,8 @@ def _post_clinical(args: argparse.Namespace) -> int:
     from archive.commons.clinical import content_type_for
 
     headers = {"Content-Type": content_type_for(args.file.name)}
-    if args.token:
-        headers["Authorization"] = f"Bearer {args.token}"
+    if token := bearer_token(args):
+        headers["Authorization"] = f"Bearer {token}"
     params = {"table": args.table} if args.table else {}
     r = requests.post(f"{args.url.rstrip('/')}/commons/cases", data=args.file.read_bytes(),
                       headers=headers, params=params, timeout=600)
@@ -172,8 +178,8 @@ def download(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     session = requests.Session()
-    if args.token:
-        session.headers["Authorization"] = f"Bearer {args.token}"
+    if token := bearer_token(args):
+        session.headers["Authorization"] = f"Bearer {token}"
     base = args.url.rstrip("/")
     r = session.get(f"{base}/commons/cohorts/{args.cohort_id}/manifest",
                     params={"format": "json"}, timeout=600)

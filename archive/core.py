@@ -15,6 +15,8 @@ from archive.metrics import Metrics
 from storage.base import BlobStore
 
 if TYPE_CHECKING:
+    from archive.identity.audit_log import AuditWriter
+    from archive.identity.service import IdentityService
     from archive.index.writes import Attribution
     from archive.instance import InstanceFacts
     from archive.workers import Workers
@@ -59,6 +61,12 @@ class Core:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)  # /metrics (issue 13)
     suggestions: Any = None  # archive.commons.suggest.SuggestionService: one per process
+    identity: IdentityService | None = None  # authenticator + audit writer (archive.runtime)
+
+    @property
+    def audit(self) -> AuditWriter | None:
+        """The batched audit writer, when the identity service runs (doors record events)."""
+        return self.identity.audit if self.identity is not None else None
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

@@ -21,6 +21,7 @@ from archive.config import Settings
 from archive.console import check_data_dir, ensure_database, note_embedded_start
 from archive.core import Core
 from archive.errors import ConfigError
+from archive.identity import service as identity_service
 from archive.index.engine import create_engine, embedded_postgres, release_idle, upgrade
 from archive.sweep import ensure_paired, sweep_orphans
 from archive.transcode import warm
@@ -108,7 +109,8 @@ async def open_core(
             else:  # another runtime uses the directory (and swept it): only check the pairing
                 await ensure_paired(engine, blobs)
             lock.share()
-            core = Core(settings=settings, engine=engine, blobs=blobs, workers=pools)
+            core = Core(settings=settings, engine=engine, blobs=blobs, workers=pools,
+                        identity=identity_service.start(settings, engine))
             commons.register(core)
             _register_gauges(core)
             core.idle.set()
@@ -120,6 +122,8 @@ async def open_core(
             finally:
                 releaser.cancel()
                 await group_commit.close(core)
+                assert core.identity is not None
+                await core.identity.close()  # flushes the audit trail
         finally:
             if own_workers:
                 pools.close()

@@ -19,7 +19,7 @@ from aiohttp import web
 from archive.blobs import BlobRef
 from archive.commons import cohorts, service
 from archive.commons.explore import suppress_facet
-from archive.errors import InvalidRequest, NotAllowed, NotFound
+from archive.errors import InvalidRequest, NotAllowed, NotFound, UnsupportedMediaType
 from dicomweb.auth import caller_from_request
 from dicomweb.guards import has_nul
 from dicomweb.keys import CORE
@@ -120,8 +120,17 @@ async def get_facets(request: web.Request) -> web.Response:
 
 
 # ---- cohorts -----------------------------------------------------------------------------------
+def require_json(request: web.Request) -> None:
+    """A JSON body only: a cross-site form or `text/plain` POST (which a browser sends without
+    a preflight) is refused with 415 before anything is read."""
+    ctype = parse_media_type(request.headers.get("Content-Type", "")).type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"send the cohort as application/json, not {ctype or 'nothing'!r}")
+
+
 async def post_cohort(request: web.Request) -> web.Response:
     core = request.app[CORE]
+    require_json(request)
     cohort = await cohorts.create(core, caller_from_request(request), await _json_body(request))
     cohort["dicomweb_root"] = _cohort_root(request, cohort["id"])
     return web.Response(status=201, text=json.dumps(cohort, default=str),
@@ -137,6 +146,13 @@ async def list_cohorts(request: web.Request) -> web.Response:
 async def get_cohort(request: web.Request) -> web.Response:
     cohort = await cohorts.get(request.app[CORE], caller_from_request(request),
                                request.match_info["cohort"])
+    return _json(cohort | {"dicomweb_root": _cohort_root(request, cohort["id"])})
+
+
+async def publish_cohort(request: web.Request) -> web.Response:
+    """Publish a cohort: every reader may then use its root and manifest (curators only)."""
+    cohort = await cohorts.publish(request.app[CORE], caller_from_request(request),
+                                   request.match_info["cohort"])
     return _json(cohort | {"dicomweb_root": _cohort_root(request, cohort["id"])})
 
 

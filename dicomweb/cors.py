@@ -13,6 +13,12 @@ Two pieces:
   aiohttp's own 404/405. So a browser can read the status and reason of a failure too,
   instead of an opaque "CORS error".
 The viewer pages under /viewer/ are same-origin with the archive and get no CORS headers.
+
+Credentials are bearer tokens only (issue 12): the archive sets no cookies and never sends
+`Access-Control-Allow-Credentials`, so browsers attach no cookies or HTTP authentication to a
+cross-site request and a page on another origin cannot act for a visitor; state-changing
+requests need `Authorization: Bearer`, which only a script holding the token can send. The
+methods a preflight allows are explicit: those of the matched route, within ALL_METHODS.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ ALLOW_HEADERS = ("Accept", "Authorization", "Content-Type")
 # Response headers a script may read (Content-Type/-Length are safelisted; listed for old browsers).
 EXPOSE_HEADERS = (
     "Content-Type", "Content-Length", "Content-Location", "Content-Disposition",
-    "Warning", "ETag", "Last-Modified", "Location",
+    "Warning", "ETag", "Last-Modified", "Location", "WWW-Authenticate",
 )
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
 MAX_AGE = "7200"  # seconds; Chromium caps preflight caching at 2 h

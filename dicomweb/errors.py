@@ -14,11 +14,15 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from archive import errors as e
+from archive.identity import errors as auth
 from archive.index.db_errors import is_unavailable
 
 log = logging.getLogger("dicomweb")
 
 STATUS: list[tuple[type[e.ArchiveError], int]] = [
+    (auth.Unauthenticated, 401),
+    (auth.InvalidToken, 401),
+    (auth.Forbidden, 403),
     (e.NotFound, 404),
     (e.Forbidden, 403),
     (e.NotAllowed, 405),
@@ -70,13 +74,27 @@ def error_response(status: int, reason: str, details: dict[str, object] | None =
 RETRY_AFTER_SECONDS = 5
 
 
+def challenge(exc: e.ArchiveError) -> str | None:
+    """RFC 6750 §3 WWW-Authenticate for a 401: bare for missing credentials, `invalid_token`
+    (with its reason) for bad ones."""
+    if isinstance(exc, auth.InvalidToken):
+        reason = " ".join(exc.reason.split()).replace('"', "'").replace("\\", "/")
+        return (f'Bearer realm="archive", error="invalid_token", '
+                f'error_description="{reason.encode("ascii", "replace").decode()[:200]}"')
+    if isinstance(exc, auth.Unauthenticated):
+        return 'Bearer realm="archive"'
+    return None
+
+
 def archive_error_response(exc: e.ArchiveError) -> web.Response:
-    """The response for a typed core error: status, reason, the error's details, Allow, and
-    Retry-After on 503 (the database or storage is down: the client should come back)."""
+    """The response for a typed core error: status, reason, the error's details, Allow,
+    WWW-Authenticate."""
     headers = {"Allow": ",".join(sorted(exc.allowed))} if isinstance(exc, e.NotAllowed) else {}
-    if status_for(exc) == 503:
+    if (www := challenge(exc)) is not None:
+        headers["WWW-Authenticate"] = www
+    if status_for(exc) == 503:  # the database or storage is down: the client should come back
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return error_response(status_for(exc), exc.reason, exc.details(), headers)
+    return error_response(status_for(exc), exc.reason, exc.details(), headers or None)
 
 
 def log_refusal(request: web.Request, status: int, reason: str) -> None:

@@ -24,10 +24,14 @@ from archive.errors import (
     PayloadTooLarge,
     StorageFull,
 )
+from archive.identity.audit import AuditAction, AuditEvent
+from archive.identity.audit import Outcome as AuditOutcome
+from archive.identity.errors import Forbidden
+from archive.identity.roles import Permission, allows, upload_site
 from archive.ingest import Stored, ingest
 from archive.instance import is_valid_uid
 from dicomweb import multipart
-from dicomweb.auth import caller_from_request
+from dicomweb.auth import caller_from_request, identity_of
 from dicomweb.dicom_xml import to_xml
 from dicomweb.errors import log_refusal, status_for, warning_header
 from dicomweb.keys import CORE, STOW_SLOTS
@@ -40,13 +44,20 @@ PARALLEL_INGESTS = 16
 
 
 def caller_for(request: web.Request) -> Caller:
-    """STOW-RS attribution: `site`/`dataset` query parameters or X-Archive-Site/-Dataset headers."""
+    """STOW-RS attribution from the identity: a contributor's upload goes to its own site
+    (`site` parameter / X-Archive-Site naming another → 403); `collection` needs a curator (403
+    below); `dataset` is the sender's label. Curators may attribute to any site."""
     q, h = request.rel_url.query, request.headers
+    identity = identity_of(request)
+    collection = q.get("collection") or h.get("X-Archive-Collection")
+    if collection and not allows(identity, Permission.ASSIGN_COLLECTION):
+        raise Forbidden(f"{identity.role_label} {identity.subject!r} may not choose a collection "
+                        "(needs curator)")
     return replace(
         caller_from_request(request),
-        site=q.get("site") or h.get("X-Archive-Site"),
+        site=upload_site(identity, q.get("site") or h.get("X-Archive-Site")),
         dataset=q.get("dataset") or h.get("X-Archive-Dataset"),
-        collection=q.get("collection") or h.get("X-Archive-Collection"),
+        collection=collection,
     )
 
 
@@ -59,10 +70,32 @@ async def store_instances(request: web.Request) -> web.StreamResponse:
         request.headers.get("Accept"), ["application/dicom+json", "application/dicom+xml",
                                         "application/json"]
     )
+    caller = caller_for(request)  # 403 before the body is read
     multipart.check_multipart(request, "application/dicom")
     async with request.app[STOW_SLOTS]:  # settings.max_stow_requests at once; others wait
-        outcomes = await _receive(request, core, caller_for(request), study)
+        outcomes = await _receive(request, core, caller, study)
+    _audit(request, core, outcomes)
     return _respond(request, outcomes, accept, study)
+
+
+def _audit(request: web.Request, core: Core, outcomes: list[Outcome]) -> None:
+    """One DICOM Instances Transferred (Create) event per stored study, with its counts."""
+    if core.audit is None:
+        return
+    per_study: dict[str, int] = {}
+    for o in outcomes:
+        if isinstance(o, Stored):
+            per_study[o.study_uid] = per_study.get(o.study_uid, 0) + 1
+    failed = sum(1 for o in outcomes if not isinstance(o, Stored))
+    identity = identity_of(request)
+    for uid, count in per_study.items():
+        core.audit.record(AuditEvent.now(
+            AuditAction.INSTANCES_TRANSFERRED, identity, study_uids=[uid], event_action="C",
+            detail={"instances": count, "door": "stow-rs"}))
+    if failed:
+        core.audit.record(AuditEvent.now(
+            AuditAction.INSTANCES_TRANSFERRED, identity, event_action="C",
+            outcome=AuditOutcome.MINOR_FAILURE, detail={"failed": failed, "door": "stow-rs"}))
 
 
 Outcome = Stored | tuple[ArchiveError, dict[str, str]]

@@ -225,10 +225,4 @@ def install(app: web.Application, viewer_dir: Path | None) -> None:
     """Serve `viewer_dir` at /viewer/ when configured (settings.viewer_dir)."""
     if viewer_dir is None:
         return
-    app[VIEWER] = ViewerFiles(Path(viewer_dir))
-    app.add_routes([
-        web.get(MOUNT, to_mount),
-        web.get(f"{MOUNT}/app-config.js", config_js),
-        web.get(f"{MOUNT}/", index),
-        web.get(MOUNT + "/{tail:.*}", asset),
-    ])
+    app[VIEWER] = ViewerFiles(Path(viewer_dir))  # its routes: dicomweb.routes.VIEWER

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +28,14 @@ from archive.runtime import default_workers
 from archive.workers import Workers
 
 T = TypeVar("T")
+# Test archives run with this legacy static curator token, and tests that write (STOW-RS,
+# DELETE, clinical data, mappings) send it: anonymous writes are refused (issue 12).
+TEST_CURATOR_TOKEN = "test-curator-token-7f3a9c"
+
+
+def auth_headers(**extra: str) -> dict[str, str]:
+    """Headers of a curator client of a test archive (plus `extra`, e.g. X-Archive-Site)."""
+    return {"Authorization": f"Bearer {TEST_CURATOR_TOKEN}", **extra}
 
 # Credentials of the test object store (tests/s3.py), in the environment from the start: the
 # archive reads AWS credentials from it, and worker processes (transcoding) inherit it when they
@@ -92,6 +100,7 @@ class RunningArchive:
     core: Core
     loop: asyncio.AbstractEventLoop
     database_url: str
+    keys: dict[str, str] = field(default_factory=dict)  # API key secrets made by key_headers
 
     @property
     def url(self) -> str:
@@ -163,7 +172,24 @@ class ServerThread:
         self.thread.join(60)
 
 
+def key_headers(archive: RunningArchive, role: str = "reader", site: str | None = None
+                ) -> dict[str, str]:
+    """Authorization for an API key of `role` (and `site`), made once per archive through the
+    archive's own key store."""
+    from archive.identity.apikeys import create_key
+    from archive.identity.roles import Role
+
+    name = f"test-{role}-{site or 'any'}"
+    if name not in archive.keys:
+        async def make() -> str:
+            async with archive.core.engine.begin() as conn:
+                return (await create_key(conn, name, Role.parse(role), site))[1]
+        archive.keys[name] = archive.run(make())
+    return {"Authorization": f"Bearer {archive.keys[name]}"}
+
+
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    overrides.setdefault("curator_token", TEST_CURATOR_TOKEN)
     return replace(
         Settings(),
         http_port=free_port(),

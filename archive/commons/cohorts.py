@@ -5,6 +5,10 @@ and the instances they held at that moment, with the exact query, the mapping ve
 counts. Later data never changes a cohort: new matching studies are not added, and new
 instances of member studies are not in its manifest. A cohort that holds sequestered studies
 (made by a curator) is `restricted`: only callers who may see sequestered data can read it.
+
+A cohort belongs to its creator (`Caller.actor`): only the owner and curators may read it, its
+manifest and its DICOMweb root, until a curator publishes it. Anyone else gets the same 404 as
+for a cohort that does not exist. A cohort's size is limited per role (MAX_STUDIES).
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from archive.blobs import BlobRef, blob_ref
 from archive.commons.harmonize import current_version
 from archive.commons.selection import check_pairs, pairs_from, study_select
 from archive.core import Caller, Core
-from archive.errors import InvalidRequest, NotFound
+from archive.errors import InvalidRequest, NotFound, PayloadTooLarge
 from archive.index import cohorts as rows_of
 from archive.index.visibility import cohort_uuid
 
 MAX_NAME = 200
+# Studies one cohort may hold, by the creator's highest role (curators: unlimited).
+MAX_STUDIES = {"reader": 10_000, "contributor": 10_000}
 
 
 def _parse_body(body: Any) -> tuple[str | None, list[tuple[str, str]], str | None]:
@@ -51,10 +57,29 @@ async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
             version = await current_version(conn)
             await rows_of.insert_cohort(
                 conn, cid, name, {"filters": [list(p) for p in pairs], "description": description}, version,
-                "curator" if "curator" in caller.roles else None)
+                "curator" if "curator" in caller.roles else None, caller.actor)
             await rows_of.freeze(conn, cid, selection)
-        row = await rows_of.cohort_row(conn, cid)
+            row = await rows_of.cohort_row(conn, cid)
+            _check_size(caller, row.num_studies if row is not None else 0)
     return _readable(row, caller, str(cid))
+
+
+def _check_size(caller: Caller, studies: int) -> None:
+    """PayloadTooLarge (the transaction rolls back) above the creator's role's limit."""
+    if "curator" in caller.roles:
+        return
+    limit = min((v for k, v in MAX_STUDIES.items() if k in caller.roles), default=0)
+    if studies > limit:
+        raise PayloadTooLarge(f"a cohort holds at most {limit} studies for your role "
+                              f"({studies} match); narrow the filter or ask a curator")
+
+
+async def publish(core: Core, caller: Caller, cohort_id: str) -> dict[str, Any]:
+    """Make a cohort readable by every reader (the route needs the curator's permission)."""
+    cid = cohort_uuid(cohort_id)
+    async with core.engine.begin() as conn:
+        row = None if cid is None else await rows_of.publish(conn, cid)
+    return _readable(row, caller, cohort_id)
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -64,14 +89,23 @@ def _row(r: Any) -> dict[str, Any]:
             "mapping_version": r.mapping_version,
             "counts": {"cases": r.num_cases, "studies": r.num_studies, "series": r.num_series,
                        "instances": r.num_instances, "size_bytes": r.size_bytes},
-            "restricted": r.restricted, "created_at": r.created_at.isoformat()}
+            "restricted": r.restricted, "created_at": r.created_at.isoformat(),
+            "owner": r.owner,
+            "published_at": r.published_at.isoformat() if r.published_at else None}
 
 
 def _readable(row: Any, caller: Caller, cohort_id: str) -> dict[str, Any]:
     """The cohort, or NotFound (also for a restricted cohort the caller may not read)."""
-    if row is None or (row.restricted and not caller.may_see_sequestered):
+    if row is None or (row.restricted and not caller.may_see_sequestered) \
+            or not _may_read(row, caller):
         raise NotFound(f"no cohort {cohort_id}")
     return _row(row)
+
+
+def _may_read(row: Any, caller: Caller) -> bool:
+    """Published, or the caller's own, or the caller is a curator."""
+    return (row.published_at is not None or "curator" in caller.roles
+            or (caller.actor is not None and row.owner == caller.actor))
 
 
 async def _get(conn: Any, caller: Caller, cohort_id: str) -> tuple[uuid.UUID, dict[str, Any]]:

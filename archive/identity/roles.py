@@ -46,8 +46,12 @@ class Kind(StrEnum):
 
 
 class Permission(Enum):
-    """Every action of issue 12 (value = its name in messages); `least_role` has it."""
+    """Every action of issue 12 (value = its name in messages); `least_role` has it.
 
+    PUBLIC needs no role at all (the landing page, the viewer's assets, the API description):
+    such a route answers even under `--anonymous-role none`."""
+
+    PUBLIC = "public"
     READ = "read"  # query/retrieve what is visible, commons reads
     CREATE_COHORT = "create_cohort"
     READ_OWN_COHORTS = "read_own_cohorts"
@@ -64,7 +68,8 @@ class Permission(Enum):
     AUDIT_READ = "audit_read"
 
     @property
-    def least_role(self) -> Role:
+    def least_role(self) -> Role | None:
+        """The least role that has the permission; None for PUBLIC (anyone, even no role)."""
         return LEAST_ROLE[self]
 
     @property
@@ -72,7 +77,8 @@ class Permission(Enum):
         return self.value
 
 
-LEAST_ROLE: dict[Permission, Role] = {
+LEAST_ROLE: dict[Permission, Role | None] = {
+    Permission.PUBLIC: None,
     Permission.READ: Role.READER,
     Permission.CREATE_COHORT: Role.READER,
     Permission.READ_OWN_COHORTS: Role.READER,
@@ -122,7 +128,8 @@ def anonymous(anonymous_role: str = "reader", source: str | None = None) -> Iden
 
 
 def allows(identity: Identity, permission: Permission) -> bool:
-    return identity.role is not None and identity.role >= permission.least_role
+    least = permission.least_role
+    return least is None or (identity.role is not None and identity.role >= least)
 
 
 def require(identity: Identity, permission: Permission) -> None:
@@ -131,8 +138,9 @@ def require(identity: Identity, permission: Permission) -> None:
         return
     if identity.is_anonymous:
         raise Unauthenticated(f"{permission.label} needs credentials")
+    least = permission.least_role
     raise Forbidden(f"{identity.role_label} {identity.subject!r} may not {permission.label} "
-                    f"(needs {permission.least_role.label})")
+                    f"(needs {least.label if least else 'no role'})")
 
 
 def may_store_for(identity: Identity, site: str | None) -> bool:

@@ -20,10 +20,12 @@ from sqlalchemy import (
     cast,
     distinct,
     exists,
+    false,
     func,
     insert,
     literal,
     not_,
+    or_,
     select,
     update,
 )
@@ -56,10 +58,18 @@ def _member(caller: Caller, cid: uuid.UUID) -> Caller:
 
 
 async def insert_cohort(conn: AsyncConnection, cid: uuid.UUID, name: str | None,
-                        query: dict[str, Any], version: int, created_by: str | None) -> None:
+                        query: dict[str, Any], version: int, created_by: str | None,
+                        owner: str | None = None) -> None:
     await conn.execute(insert(cohort).values(
         id=cid, name=name, query=query, mapping_version=version, num_cases=0, num_studies=0,
-        num_series=0, num_instances=0, size_bytes=0, created_by=created_by))
+        num_series=0, num_instances=0, size_bytes=0, created_by=created_by, owner=owner))
+
+
+async def publish(conn: AsyncConnection, cid: uuid.UUID) -> Row[Any] | None:
+    """Mark a cohort published (idempotent: the first publication time is kept)."""
+    await conn.execute(update(cohort).where(cohort.c.id == cid, cohort.c.published_at.is_(None))
+                       .values(published_at=func.now()))
+    return await cohort_row(conn, cid)
 
 
 async def freeze(conn: AsyncConnection, cid: uuid.UUID, studies: Select[Any]) -> None:
@@ -105,10 +115,14 @@ async def cohort_row(conn: AsyncConnection, cid: uuid.UUID) -> Row[Any] | None:
 
 
 async def cohort_rows(conn: AsyncConnection, caller: Caller) -> Sequence[Row[Any]]:
-    """Every cohort the caller may read (restricted ones only with the sequestered right)."""
+    """Every cohort the caller may read: their own and published ones (curators: all);
+    restricted ones only with the sequestered right."""
     stmt = _WITH_RELEASE.order_by(cohort.c.created_at)
     if not caller.may_see_sequestered:
         stmt = stmt.where(not_(cohort.c.restricted))
+    if "curator" not in caller.roles:
+        mine = cohort.c.owner == caller.actor if caller.actor else false()
+        stmt = stmt.where(or_(cohort.c.published_at.is_not(None), mine))
     return (await conn.execute(stmt)).all()
 
 

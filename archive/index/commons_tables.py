@@ -220,7 +220,10 @@ cohort = Table(
     Column('restricted', Boolean, nullable=False, server_default=text('false')),
     Column('created_by', Text),
     Column('created_at', DateTime(timezone=True), nullable=False, server_default=text('now()')),
+    Column('owner', Text),  # "kind:subject" of its creator (0011)
+    Column('published_at', DateTime(timezone=True)),  # readable by every reader once set (0011)
     PrimaryKeyConstraint('id', name='cohort_pkey'),
+    Index('cohort_owner_idx', 'owner'),
 )
 
 cohort_study = Table(

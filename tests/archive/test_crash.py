@@ -17,7 +17,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from tests import factories as f
-from tests.conftest import RunningArchive, free_port
+from tests.conftest import TEST_CURATOR_TOKEN, RunningArchive, auth_headers, free_port
 from tests.dicomweb.test_stow import multipart
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 def start_archive(data_dir: Path, db: str, http: int, dimse: int) -> subprocess.Popen[bytes]:
     env = os.environ | {"ARCHIVE_DATABASE_URL": db, "ARCHIVE_DATA_DIR": str(data_dir),
-                        "ARCHIVE_HTTP_PORT": str(http), "ARCHIVE_DIMSE_PORT": str(dimse)}
+                        "ARCHIVE_HTTP_PORT": str(http), "ARCHIVE_DIMSE_PORT": str(dimse),
+                        "ARCHIVE_CURATOR_TOKEN": TEST_CURATOR_TOKEN}
     log = os.environ.get("ARCHIVE_TEST_LOG", os.devnull)  # set to keep the server's log
     with open(log, "ab") as err:
         proc = subprocess.Popen([sys.executable, "-m", "archive", "serve"], env=env,
@@ -49,7 +50,8 @@ def stow_client(url: str, n: int, tag: str, acked: dict[str, str], stop: threadi
         data = f.to_bytes(f.image("crash", tag, i + 1, rows=128, columns=128))
         try:
             r = requests.post(url, data=multipart([data]), timeout=30, headers={
-                "Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx'})
+                "Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
+                **auth_headers()})
         except requests.RequestException:
             return
         if r.status_code == 200:
@@ -132,7 +134,8 @@ def test_sigterm_lets_in_flight_store_finish_and_exits_cleanly(
     def upload() -> None:
         r = requests.post(f"http://127.0.0.1:{http}/dicom-web/studies", data=body, timeout=60,
                           headers={"Content-Type":
-                                   'multipart/related; type="application/dicom"; boundary=XbOuNdArYx'})
+                                   'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
+                                   **auth_headers()})
         result["status"] = r.status_code
 
     t = threading.Thread(target=upload)

@@ -14,7 +14,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from tests import factories as f
-from tests.conftest import free_port
+from tests.conftest import TEST_CURATOR_TOKEN, auth_headers, free_port
 
 
 def postgres_processes(data_dir: Path) -> list[psutil.Process]:
@@ -29,6 +29,7 @@ def postgres_processes(data_dir: Path) -> list[psutil.Process]:
 def test_serve_without_database_url_uses_embedded_postgres(tmp_path: Path) -> None:
     data_dir, http, dimse = tmp_path / "data", free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    env["ARCHIVE_CURATOR_TOKEN"] = TEST_CURATOR_TOKEN
     proc = subprocess.Popen(
         [sys.executable, "-m", "archive", "serve", "--data-dir", str(data_dir),
          "--http-port", str(http), "--dimse-port", str(dimse)],
@@ -41,7 +42,7 @@ def test_serve_without_database_url_uses_embedded_postgres(tmp_path: Path) -> No
                 break
             except (requests.ConnectionError, requests.Timeout):  # not up, or busy starting
                 time.sleep(0.1)
-        result = DICOMwebClient(url).store_instances([f.image("emb")])
+        result = DICOMwebClient(url, headers=auth_headers()).store_instances([f.image("emb")])
         assert len(result.ReferencedSOPSequence) == 1
         assert (data_dir / "postgres" / "PG_VERSION").exists()
         assert postgres_processes(data_dir / "postgres")

@@ -13,7 +13,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.data import get_testdata_file
 
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 from tests.dcmtk import dcmtk
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -48,7 +48,8 @@ def test_stow_of_pydicom_image_dfl_is_stored_and_round_trips(server: RunningArch
     body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + raw
             + f"\r\n--{boundary}--\r\n".encode())
     r = requests.post(f"{server.url}/studies", data=body, timeout=60, headers={
-        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        **auth_headers()})
     assert r.status_code == 200, r.text
     assert _stored_row(server)["transfer_syntax"] == DEFLATED
     assert _retrieve_as_stored(server, ds) == raw
@@ -56,7 +57,7 @@ def test_stow_of_pydicom_image_dfl_is_stored_and_round_trips(server: RunningArch
 
 def test_deflated_pixel_data_is_offered_and_served_as_bulk_data(server: RunningArchive) -> None:
     ds = pydicom.dcmread(_deflated_file())
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     assert "FailedSOPSequence" not in client.store_instances([ds])
     assert _stored_row(server)["transfer_syntax"] == DEFLATED
     meta = client.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID,
@@ -97,7 +98,7 @@ def test_deflated_instance_retrieved_as_explicit_vr_by_dicomweb_client(
 ) -> None:
     path = _deflated_file()
     ds = pydicom.dcmread(path)
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     assert "FailedSOPSequence" not in client.store_instances([ds])
     got = client.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     assert got.PixelData == ds.PixelData

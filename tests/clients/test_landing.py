@@ -8,7 +8,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 
 class _Links(HTMLParser):
@@ -49,7 +49,7 @@ def test_dicomweb_root_describes_the_service(server: RunningArchive) -> None:
     assert "1.2.840.10008.1.2.1.99" in info["transfer_syntaxes"]
     # the advertised QIDO-RS URL answers a real client
     ds = f.image("landing")
-    client = DICOMwebClient(info["dicomweb"]["root"])
+    client = DICOMwebClient(info["dicomweb"]["root"], headers=auth_headers())
     client.store_instances([ds])
     assert requests.get(info["dicomweb"]["qido_rs"], timeout=10).json()[0]["0020000D"]["Value"] == [
         ds.StudyInstanceUID]

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 
 def _body(boundary: str, part: bytes) -> bytes:
@@ -19,7 +19,8 @@ def _body(boundary: str, part: bytes) -> bytes:
 def _post(server: RunningArchive, boundary: str, part: bytes) -> requests.Response:
     ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
     return requests.post(f"{server.url}/studies", data=_body(boundary, part),
-                         headers={"Content-Type": ctype, "Accept": "application/dicom+json"},
+                         headers={"Content-Type": ctype, "Accept": "application/dicom+json",
+                                  **auth_headers()},
                          timeout=60)
 
 

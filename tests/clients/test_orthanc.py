@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests import factories as f
-from tests.conftest import RunningArchive, free_port
+from tests.conftest import RunningArchive, auth_headers, free_port
 
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
@@ -35,7 +35,8 @@ def orthanc(server: RunningArchive, tmp_path: Path) -> Iterator[str]:
         "StorageDirectory": str(tmp_path / "orthanc-storage"),
         "IndexDirectory": str(tmp_path / "orthanc-index"),
         "Plugins": [str(PLUGIN)],
-        "DicomWeb": {"Enable": True, "Servers": {"archive": [server.url + "/"]}},
+        "DicomWeb": {"Enable": True, "Servers": {"archive": {
+            "Url": server.url + "/", "HttpHeaders": auth_headers()}}},
     }
     (tmp_path / "orthanc.json").write_text(json.dumps(cfg))
     proc = subprocess.Popen([exe, str(tmp_path / "orthanc.json")],

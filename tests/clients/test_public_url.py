@@ -11,7 +11,7 @@ from dicomweb_client.api import DICOMwebClient
 from archive import config
 from archive.errors import ConfigError
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 
 def _stow(server: RunningArchive, **headers: str) -> str:
@@ -22,7 +22,7 @@ def _stow(server: RunningArchive, **headers: str) -> str:
             + f"\r\n--{boundary}--\r\n".encode())
     r = requests.post(f"{server.url}/studies", data=body, timeout=60, headers={
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-        "Accept": "application/dicom+json", **headers})
+        "Accept": "application/dicom+json", **auth_headers(), **headers})
     assert r.status_code == 200, r.text
     return str(r.json()["00081199"]["Value"][0]["00081190"]["Value"][0])
 
@@ -34,7 +34,7 @@ SPOOF = {"Forwarded": 'for=1.2.3.4;proto=https;host="evil.example"',
 
 def test_dicomweb_client_retrieve_bulkdata_follows_the_uri(server: RunningArchive) -> None:
     ds = f.image("bulk", rows=64, columns=64)
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     client.store_instances([ds])
     meta = client.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID,
                                              ds.SOPInstanceUID)

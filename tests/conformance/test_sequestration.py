@@ -36,7 +36,8 @@ def archive(server_factory) -> Iterator[tuple[RunningArchive, Dataset, Dataset, 
                                    Peer("CURATOR", "127.0.0.1", 104)))
     public = f.image("pub", patient_id="P-PUB")
     hidden = f.image("seq", patient_id="P-SEQ")
-    h = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx'}
+    h = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
+         **CURATOR}
     assert requests.post(server.url + "/studies", data=multipart([f.to_bytes(public)]),
                          headers=h, timeout=30).status_code == 200
     assert requests.post(server.url + "/studies?collection=sequestered",

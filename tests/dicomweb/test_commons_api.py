@@ -20,6 +20,7 @@ from requests import HTTPError
 
 from tests.archive.commons.conftest import AUTH, Loaded, running_commons
 from tests.archive.commons.synth import Case, Study
+from tests.conftest import key_headers
 
 
 @pytest.fixture(scope="module")
@@ -174,9 +175,17 @@ def test_facets_over_loinc_codes_and_modalities(loaded: Loaded) -> None:
 
 # ---- cohorts --------------------------------------------------------------------------------
 def make_cohort(loaded: Loaded, filters: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    """A cohort made by a reader (or with `headers`) and, unless `headers`, published by the
+    curator so that anonymous readers may use it."""
+    headers = kw.pop("headers", None)
     r = requests.post(f"{loaded.server.base}/commons/cohorts",
-                      json={"name": "test", "filters": filters}, timeout=60, **kw)
+                      json={"name": "test", "filters": filters}, timeout=60,
+                      headers=headers or key_headers(loaded.server), **kw)
     assert r.status_code == 201, r.text
+    if headers is None:
+        published = requests.post(f"{loaded.server.base}/commons/cohorts/{r.json()['id']}/publish",
+                                  headers=AUTH, timeout=30)
+        assert published.status_code == 200, published.text
     return r.json()
 
 
@@ -255,7 +264,8 @@ def test_restricted_cohort_is_invisible_without_the_token(loaded: Loaded) -> Non
 def test_bad_cohort_filters_are_400(loaded: Loaded) -> None:
     for body in ({"filters": {"commons.case.age_at_index": "x"}}, {"filters": {"limit": "3"}},
                  {"filters": {"NoSuchKeyword": "1"}}, {"filtres": {}}, ["x"]):
-        r = requests.post(f"{loaded.server.base}/commons/cohorts", json=body, timeout=30)
+        r = requests.post(f"{loaded.server.base}/commons/cohorts", json=body, timeout=30,
+                          headers=key_headers(loaded.server))
         assert r.status_code == 400, (body, r.text)
 
 

@@ -13,7 +13,7 @@ from archive.errors import ConfigError
 from dicomweb.app import create_app
 from dicomweb.cors import parse_origins
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 Factory = Callable[..., RunningArchive]
 ORIGIN = "http://viewer.example:3000"
@@ -74,7 +74,7 @@ def test_preflight_lists_what_the_resource_really_allows(server_factory: Factory
 def test_get_and_stow_carry_cors_headers(server_factory: Factory) -> None:
     server = server_factory(cors_origin="*")
     ds = f.image("cors1")
-    client = DICOMwebClient(server.url, headers={"Origin": ORIGIN})
+    client = DICOMwebClient(server.url, headers={"Origin": ORIGIN, **auth_headers()})
     client.store_instances([ds])
     r = requests.post(server.url + "/studies", data=b"", timeout=30, headers={
         "Origin": ORIGIN, "Content-Type": 'multipart/related; type="application/dicom"; boundary=x'})
@@ -83,6 +83,9 @@ def test_get_and_stow_carry_cors_headers(server_factory: Factory) -> None:
     assert {"content-type", "content-length", "warning", "etag", "last-modified",
             "content-location"} <= exposed
     assert r.headers.get("Cross-Origin-Resource-Policy") == "cross-origin"
+    # an anonymous cross-site STOW is refused, readably, and cookies are never invited
+    assert r.status_code == 401 and "www-authenticate" in exposed
+    assert "Access-Control-Allow-Credentials" not in r.headers
 
 
 def test_error_responses_carry_cors_headers(server_factory: Factory) -> None:

@@ -18,7 +18,7 @@ from archive.index.tables import study
 from tests import factories as f
 from tests.archive.query.cases import CASES, Case, resolve
 from tests.archive.query.corpus import Corpus, running_with_corpus
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 RESOURCE = {"STUDY": "/studies", "SERIES": "/series", "IMAGE": "/instances"}
 NS = {"d": "http://dicom.nema.org/PS3.19/models/NativeDICOM"}
@@ -116,7 +116,8 @@ def test_includefield_all_and_sequence_attributes(corpus: tuple[RunningArchive, 
 
 def test_limit_offset_and_warning(server_factory: Any) -> None:
     server = server_factory(qido_max_limit=3)
-    DICOMwebClient(server.url).store_instances([f.image(f"page{i}") for i in range(5)])
+    DICOMwebClient(server.url, headers=auth_headers()).store_instances(
+        [f.image(f"page{i}") for i in range(5)])
     all_uids = study_uids(get(server, "/studies", {"limit": "3"}).json())
     r = get(server, "/studies")
     assert len(r.json()) == 3

@@ -10,7 +10,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import JPEGLSLossless, RLELossless
 
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 
 def multipart(parts: list[bytes], boundary: str = "XbOuNdArYx", ctype: str = "application/dicom") -> bytes:
@@ -22,7 +22,7 @@ def multipart(parts: list[bytes], boundary: str = "XbOuNdArYx", ctype: str = "ap
 
 def post(server: RunningArchive, body: bytes, path: str = "/studies", **headers: str) -> requests.Response:
     h = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
-         "Accept": "application/dicom+json"} | headers
+         "Accept": "application/dicom+json"} | auth_headers() | headers
     return requests.post(server.url + path, data=body, headers=h, timeout=60)
 
 
@@ -31,7 +31,7 @@ def stored_files(server: RunningArchive) -> list[str]:
 
 
 def test_store_instances_with_dicomweb_client_indexes_everything(server: RunningArchive) -> None:
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     datasets = [*f.series_of(3, "stow1"), f.image("stow1", "se2", 1, modality="MR")]
     result = client.store_instances(datasets)
     refs = result.ReferencedSOPSequence
@@ -112,7 +112,8 @@ def test_missing_uid_is_rejected(server: RunningArchive) -> None:
 
 
 def test_wrong_media_type_is_415(server: RunningArchive) -> None:
-    r = requests.post(server.url + "/studies", data=b"x", headers={"Content-Type": "application/json"},
+    r = requests.post(server.url + "/studies", data=b"x",
+                      headers={"Content-Type": "application/json", **auth_headers()},
                       timeout=10)
     assert r.status_code == 415
     r = post(server, b"x", **{"Content-Type": 'multipart/related; type="application/pdf"; boundary=a'})

@@ -22,7 +22,7 @@ from pydicom.uid import (
 )
 
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 OCTET_ANY = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
@@ -33,7 +33,7 @@ def store(server: RunningArchive, datasets: list[pydicom.Dataset], **headers: st
         body += b"--B\r\nContent-Type: application/dicom\r\n\r\n" + f.to_bytes(ds) + b"\r\n"
     body += b"--B--\r\n"
     h = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=B',
-         "Accept": "application/dicom+json"} | headers
+         "Accept": "application/dicom+json"} | auth_headers() | headers
     r = requests.post(server.url + "/studies", data=body, headers=h, timeout=120)
     assert r.status_code == 200, r.text
 
@@ -60,7 +60,7 @@ def ct(server: RunningArchive) -> list[pydicom.Dataset]:
 def test_dicomweb_client_retrieves_study_series_instance(
     server: RunningArchive, ct: list[pydicom.Dataset]
 ) -> None:
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     study = ct[0].StudyInstanceUID
     got = client.retrieve_study(study)
     assert sorted(d.SOPInstanceUID for d in got) == sorted(d.SOPInstanceUID for d in ct)
@@ -88,7 +88,7 @@ def test_retrieve_as_stored_is_byte_identical_and_sized(
 def test_dicomweb_client_metadata_served_with_bulkdata_uri(
     server: RunningArchive, ct: list[pydicom.Dataset]
 ) -> None:
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     study, series = ct[0].StudyInstanceUID, ct[0].SeriesInstanceUID
     meta = client.retrieve_series_metadata(study, series)
     assert [m["00200013"]["Value"][0] for m in meta] == [1, 2, 3, 4]
@@ -151,7 +151,7 @@ def test_lossless_transcoding_round_trip(server: RunningArchive, ts: str) -> Non
     ds = f.image("tc", rows=32, columns=48, frames=2, transfer_syntax=ts)
     plain = f.image("tc", rows=32, columns=48, frames=2)
     store(server, [ds])
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     got = client.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
                                    media_types=(("application/dicom", ExplicitVRLittleEndian),))
     assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
@@ -208,7 +208,7 @@ def test_implicit_stored_is_returned_explicit_by_default(server: RunningArchive)
 def test_frames_of_a_500_frame_instance(server: RunningArchive) -> None:
     ds = f.image("mf", rows=32, columns=32, frames=500)
     store(server, [ds])
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     frames = client.retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID,
                                              ds.SOPInstanceUID, frame_numbers=[1, 250, 500])
     size = 32 * 32 * 2
@@ -249,7 +249,7 @@ def test_compressed_frames_as_stored_and_decoded(server: RunningArchive, ts: str
 
 
 def test_rendered_and_thumbnails(server: RunningArchive, ct: list[pydicom.Dataset]) -> None:
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     ds = ct[0]
     jpeg = client.retrieve_instance_rendered(ds.StudyInstanceUID, ds.SeriesInstanceUID,
                                              ds.SOPInstanceUID)
@@ -302,21 +302,22 @@ def test_delete_instance_series_study(server: RunningArchive, ct: list[pydicom.D
     study = ct[0].StudyInstanceUID
     blobs = lambda: sorted((server.settings.storage_dir / "blobs").glob("*/*/*"))  # noqa: E731
     assert len(blobs()) == 5
-    r = requests.delete(inst_url(server, ct[0]), timeout=30)
+    r = requests.delete(inst_url(server, ct[0]), timeout=30, headers=auth_headers())
     assert r.status_code == 200 and r.json()["deletedInstances"] == 1
     assert len(blobs()) == 4
     row = server.sql("SELECT num_instances, num_series FROM study WHERE study_uid=$1", study)[0]
     assert (row["num_instances"], row["num_series"]) == (4, 2)
     assert requests.get(inst_url(server, ct[0]), timeout=30).status_code == 404
     mr_series = f"{server.url}/studies/{study}/series/{ct[4].SeriesInstanceUID}"
-    r = requests.delete(mr_series, timeout=30)
+    r = requests.delete(mr_series, timeout=30, headers=auth_headers())
     assert r.json() == {"deletedInstances": 1, "deletedSeries": 1, "deletedStudies": 0}
     row = server.sql("SELECT num_instances, num_series, modalities FROM study")[0]
     assert (row["num_instances"], row["num_series"], row["modalities"]) == (3, 1, ["CT"])
-    r = requests.delete(f"{server.url}/studies/{study}", timeout=30)
+    r = requests.delete(f"{server.url}/studies/{study}", timeout=30, headers=auth_headers())
     assert r.json()["deletedStudies"] == 1
     assert blobs() == [] and server.sql("SELECT count(*) AS n FROM instance")[0]["n"] == 0
-    assert requests.delete(f"{server.url}/studies/{study}", timeout=30).status_code == 404
+    gone = requests.delete(f"{server.url}/studies/{study}", timeout=30, headers=auth_headers())
+    assert gone.status_code == 404
 
 
 def test_bad_uid_is_400_unknown_is_404(server: RunningArchive) -> None:
@@ -331,7 +332,8 @@ def _stow_stream(server: RunningArchive, datasets: object) -> None:
         yield b"--B--\r\n"
 
     r = requests.post(server.url + "/studies", data=body(), timeout=300, headers={
-        "Content-Type": 'multipart/related; type="application/dicom"; boundary=B'})
+        "Content-Type": 'multipart/related; type="application/dicom"; boundary=B',
+        **auth_headers()})
     assert r.status_code == 200, r.text
 
 

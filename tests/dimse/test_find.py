@@ -24,7 +24,7 @@ from archive.config import Peer
 from tests import factories as f
 from tests.archive.query.cases import CASES, Case, resolve
 from tests.archive.query.corpus import Corpus, running_with_corpus
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 from tests.dcmtk import dcmtk
 
 
@@ -209,7 +209,7 @@ def test_sequestered_visible_only_to_curator_aet(corpus: tuple[RunningArchive, C
 
 
 def test_c_cancel_stops_the_answers(server: RunningArchive) -> None:
-    DICOMwebClient(server.url).store_instances([f.image("cancel", "se", 1)])
+    DICOMwebClient(server.url, headers=auth_headers()).store_instances([f.image("cancel", "se", 1)])
     server.sql(
         "INSERT INTO instance (series_pk, sop_uid, sop_class_uid, instance_number, transfer_syntax,"
         " blob_key, size_bytes, sha256, header) SELECT series_pk, sop_uid || '.' || g,"

@@ -13,7 +13,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[at
 
 from archive.config import Peer
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 from tests.dcmtk import dcmtk
 
 
@@ -132,7 +132,7 @@ def test_same_instance_over_both_doors_is_stored_once(server: RunningArchive) ->
     from dicomweb_client.api import DICOMwebClient
 
     ds = f.image("both")
-    DICOMwebClient(server.url).store_instances([ds])
+    DICOMwebClient(server.url, headers=auth_headers()).store_instances([ds])
     blob_before = server.sql("SELECT blob_key, sha256 FROM instance")[0]
     path = server.core.blobs.path(blob_before["blob_key"])
     assert hashlib.sha256(path.read_bytes()).hexdigest() == blob_before["sha256"]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 from tests.e2e import phantoms
 from tests.e2e.browser import BrowserTools, artifacts, find_browser_tools, pixel_check, problems, run_ohif
 from tests.e2e.phantoms import Study
@@ -40,7 +40,7 @@ def archive_with(server_factory: Factory, tools: BrowserTools, studies: list[Stu
                  **settings: Any) -> RunningArchive:
     """An archive hosting the viewer, holding `studies` stored through STOW-RS."""
     server = server_factory(viewer_dir=tools.viewer_dir, **settings)
-    client = DICOMwebClient(server.url)
+    client = DICOMwebClient(server.url, headers=auth_headers())
     for study in studies:
         result = client.store_instances(study.datasets)
         assert not result.get("FailedSOPSequence"), result

@@ -18,7 +18,7 @@ from archive.identity.roles import (
     upload_site,
 )
 
-READER_PERMS = {Permission.READ, Permission.CREATE_COHORT, Permission.READ_OWN_COHORTS}
+READER_PERMS = {Permission.PUBLIC, Permission.READ, Permission.CREATE_COHORT, Permission.READ_OWN_COHORTS}
 CONTRIBUTOR_PERMS = READER_PERMS | {Permission.STORE_OWN_SITE}
 CURATOR_PERMS = CONTRIBUTOR_PERMS | {
     Permission.STORE_ANY_SITE, Permission.SEQUESTERED, Permission.ASSIGN_COLLECTION,
@@ -33,7 +33,7 @@ def who(role: Role | None, site: str | None = None) -> Identity:
 
 @pytest.mark.parametrize(("role", "expected"), [
     (Role.READER, READER_PERMS), (Role.CONTRIBUTOR, CONTRIBUTOR_PERMS),
-    (Role.CURATOR, CURATOR_PERMS), (Role.ADMIN, ADMIN_PERMS), (None, set()),
+    (Role.CURATOR, CURATOR_PERMS), (Role.ADMIN, ADMIN_PERMS), (None, {Permission.PUBLIC}),
 ])
 def test_each_role_includes_the_one_before(role: Role | None, expected: set[Permission]) -> None:
     assert {p for p in Permission if allows(who(role), p)} == expected
@@ -41,7 +41,7 @@ def test_each_role_includes_the_one_before(role: Role | None, expected: set[Perm
 
 def test_every_permission_has_a_least_role_and_a_distinct_name() -> None:
     assert set(LEAST_ROLE) == set(Permission)
-    assert len({p.label for p in Permission}) == len(Permission) == 14
+    assert len({p.label for p in Permission}) == len(Permission) == 15
 
 
 def test_anonymous_role() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,15 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import TEST_CURATOR_TOKEN, RunningArchive, auth_headers
 
 
 def archive(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """The CLI, with the test archive's curator token in ARCHIVE_TOKEN (the commands that talk
+    HTTP take it from there when --token is not given)."""
+    env = os.environ | {"ARCHIVE_TOKEN": TEST_CURATOR_TOKEN}
     return subprocess.run([sys.executable, "-m", "archive", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=timeout, check=False, env=env)
 
 
 def db(server: RunningArchive) -> list[str]:
@@ -26,7 +30,7 @@ def db(server: RunningArchive) -> list[str]:
 
 def store(server: RunningArchive, name: str, patient: str, description: str,
           instances: int = 1) -> None:
-    DICOMwebClient(server.url).store_instances([
+    DICOMwebClient(server.url, headers=auth_headers()).store_instances([
         f.image(name, "se1", n, rows=16, columns=16, patient_id=patient,
                 study_description=description) for n in range(1, instances + 1)])
 
@@ -82,7 +86,7 @@ def test_loinc_load_and_mapping_commands(server: RunningArchive, tmp_path: Path)
 def test_cohort_download_resumes_and_verifies(server: RunningArchive, tmp_path: Path) -> None:
     store(server, "d1", "D1", "CT CHEST", instances=3)
     store(server, "d2", "D2", "CT CHEST", instances=2)
-    cohort = requests.post(f"{server.base}/commons/cohorts", timeout=30,
+    cohort = requests.post(f"{server.base}/commons/cohorts", timeout=30, headers=auth_headers(),
                            json={"filters": {"PatientID": "D?"}}).json()
     assert cohort["counts"]["instances"] == 5
     target = tmp_path / "out"

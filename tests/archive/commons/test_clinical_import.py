@@ -9,7 +9,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 
 def post(server: RunningArchive, body: Any, ctype: str = "application/json",
@@ -17,9 +17,9 @@ def post(server: RunningArchive, body: Any, ctype: str = "application/json",
     params = {"table": table} if table else {}
     if ctype == "application/json":
         return requests.post(f"{server.base}/commons/cases", json=body, params=params,
-                             timeout=60)
+                             headers=auth_headers(), timeout=60)
     return requests.post(f"{server.base}/commons/cases", data=body.encode(), params=params,
-                         headers={"Content-Type": ctype}, timeout=60)
+                         headers={"Content-Type": ctype, **auth_headers()}, timeout=60)
 
 
 def count(server: RunningArchive, table: str) -> int:
@@ -111,14 +111,14 @@ def test_bad_csv_names_line_column_and_reason(server: RunningArchive) -> None:
 def test_unsupported_type_and_broken_json_are_400(server: RunningArchive) -> None:
     assert post(server, "x", "application/xml").status_code == 400
     r = requests.post(f"{server.base}/commons/cases", data=b"{nope",
-                      headers={"Content-Type": "application/json"}, timeout=30)
+                      headers={"Content-Type": "application/json", **auth_headers()}, timeout=30)
     assert r.status_code == 400 and "JSON" in r.json()["error"]
 
 
 def _store(server: RunningArchive, patient: str, name: str) -> str:
     ds = f.image(name, "se1", 1, modality="CR", rows=16, columns=16, patient_id=patient,
                  study_description="XR CHEST 1 VIEW")
-    DICOMwebClient(server.url).store_instances([ds])
+    DICOMwebClient(server.url, headers=auth_headers()).store_instances([ds])
     return str(ds.StudyInstanceUID)
 
 
@@ -142,13 +142,12 @@ def test_clinical_links_to_images_either_way(server: RunningArchive) -> None:
 
 def test_writes_need_the_curator_token_when_one_is_set(server_factory: Any) -> None:
     server = server_factory(curator_token="s3cret")
-    refused = post(server, [{"case_id": "T-1"}])
-    assert refused.status_code == 403
-    assert refused.json() == {"status": 403, "error": "this change needs the curator token "
-                                                      "(Authorization: Bearer ...)"}
-    # refused before the body is read: a malformed body is still a 403, not a 400
+    refused = requests.post(f"{server.base}/commons/cases", json=[{"case_id": "T-1"}], timeout=30)
+    assert refused.status_code == 401  # anonymous where a role is needed (issue 12)
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="archive"'
+    # refused before the body is read: a malformed body is still a 401, not a 400
     bad = requests.post(f"{server.base}/commons/mappings", data=b"{not json", timeout=30)
-    assert bad.status_code == 403
+    assert bad.status_code == 401
     r = requests.post(f"{server.base}/commons/cases", json=[{"case_id": "T-1"}],
                       headers={"Authorization": "Bearer s3cret"}, timeout=30)
     assert r.status_code == 200

@@ -15,7 +15,7 @@ from archive.commons.playbook import read_playbook, shipped_playbook
 from archive.commons.rows import RowErrors
 from tests import factories as f
 from tests.archive.commons.conftest import Loaded
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 
 def test_normalization_follows_midrc() -> None:
@@ -63,12 +63,13 @@ def test_coverage_of_the_synthetic_commons(loaded: Loaded) -> None:
 def _store(server: RunningArchive, name: str, description: str, modality: str = "CT") -> bytes:
     ds = f.image(name, "se1", 1, modality=modality, rows=16, columns=16,
                  study_description=description)
-    DICOMwebClient(server.url).store_instances([ds])
+    DICOMwebClient(server.url, headers=auth_headers()).store_instances([ds])
     return f.to_bytes(ds)
 
 
 def mapping(server: RunningArchive, body: Any) -> requests.Response:
-    return requests.post(f"{server.base}/commons/mappings", json=body, timeout=30)
+    return requests.post(f"{server.base}/commons/mappings", json=body, timeout=30,
+                         headers=auth_headers())
 
 
 def codes(server: RunningArchive) -> dict[str, tuple[str | None, int | None]]:
@@ -140,7 +141,8 @@ def test_harmonization_never_rewrites_the_stored_file(server: RunningArchive) ->
     body = b"--XbOuNdArYx\r\nContent-Type: application/dicom\r\n\r\n" + original + \
         b"\r\n--XbOuNdArYx--\r\n"
     r = requests.post(f"{server.url}/studies", data=body, timeout=30, headers={
-        "Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx'})
+        "Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
+        **auth_headers()})
     assert r.status_code == 200
     mapping(server, {"modality": "CT", "description": "CT OUTSIDE CONSULT",
                      "loinc_code": "25045-6"})

@@ -13,6 +13,7 @@ from dicomweb_client.api import DICOMwebClient
 
 from archive.config import Peer
 from tests import factories as f
+from tests.conftest import auth_headers
 from tests.dcmtk import dcmtk
 
 
@@ -23,14 +24,15 @@ def test_site_from_the_calling_peer_and_from_stow(server_factory: Any, tmp_path:
     proc = subprocess.run([dcmtk("storescu"), "-aet", "HOSP_A_AE", "-aec", aet, host, str(port),
                            str(path)], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
-    DICOMwebClient(server.url, headers={"X-Archive-Site": "HOSP_B",
+    DICOMwebClient(server.url, headers={**auth_headers(), "X-Archive-Site": "HOSP_B",
                                         "X-Archive-Dataset": "HOSP_B_20260301"}
                    ).store_instances([f.image("site2", rows=16, columns=16)])
     body = f.to_bytes(f.image("site3", rows=16, columns=16))
     r = requests.post(f"{server.url}/studies?site=HOSP_B", timeout=30, data=(
         b"--XbOuNdArYx\r\nContent-Type: application/dicom\r\n\r\n" + body +
         b"\r\n--XbOuNdArYx--\r\n"), headers={
-        "Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx'})
+        "Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
+        **auth_headers()})
     assert r.status_code == 200, r.text
     today = dt.datetime.now(dt.UTC).date().strftime("%Y%m%d")
     sites = {s["name"]: s["studies"] for s in

@@ -77,7 +77,8 @@ def store_corpus(server: RunningArchive) -> Corpus:
                     desc=None, modalities=["CT", "MR"], institution="General Hospital",
                     code=None, private=None, birth="19900909"),
     }
-    client = DICOMwebClient(server.url)
+    auth = {"Authorization": f"Bearer {server.settings.curator_token}"}  # writers need a role
+    client = DICOMwebClient(server.url, headers=auth)
     for letter in ("A", "B", "C"):
         client.store_instances(studies[letter])
     hidden = _study("S", pid="PID-S", name="SECRET^Sam", date="20240115", time="083000",
@@ -88,7 +89,7 @@ def store_corpus(server: RunningArchive) -> Corpus:
     r = requests.post(
         server.url + "/studies?collection=sequestered", data=body, timeout=60,
         headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
-                 "Accept": "application/dicom+json"},
+                 "Accept": "application/dicom+json", **auth},
     )
     assert r.status_code == 200, r.text
     uids = {k: v[0].StudyInstanceUID for k, v in studies.items()}
