@@ -13,15 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from archive.commons.harmonize import set_mapping
 from archive.commons.normalize import key
 from archive.curation.loinc_suggest import ApprovedMapping
 from archive.errors import InvalidRequest
-from archive.index.commons_tables import loinc_term
+from archive.index import mappings as rows_of
+from archive.index.handles import Connection
 
 
 class ImportErrors(InvalidRequest):
@@ -30,7 +27,7 @@ class ImportErrors(InvalidRequest):
         self.problems = list(problems)
 
 
-async def import_table(conn: AsyncConnection, rows: Sequence[ApprovedMapping], curator: str,
+async def import_table(conn: Connection, rows: Sequence[ApprovedMapping], curator: str,
                        source: str, replace: bool = False) -> dict[str, Any]:
     """Import in the caller's transaction; ImportErrors (roll back) when any row is refused."""
     problems: list[str] = []
@@ -43,10 +40,7 @@ async def import_table(conn: AsyncConnection, rows: Sequence[ApprovedMapping], c
             problems.append(f"line {n}: {k[0]} {k[1]!r} maps to {seen[k]} earlier in the file, "
                             f"not {r.loinc_code}")
     terms = {r.loinc_code: r.long_common_name for r in rows if r.long_common_name}
-    if terms:
-        await conn.execute(pg_insert(loinc_term).values(
-            [{"code": c, "long_common_name": name, "source": source, "loaded_at": func.now()}
-             for c, name in terms.items()]).on_conflict_do_nothing(index_elements=["code"]))
+    await rows_of.add_terms(conn, terms, source)
     updated = written = 0
     for n, r in enumerate(rows, start=2):
         if problems:

@@ -21,23 +21,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from archive.core import Caller, Core
 from archive.curation.sequester import Partition, sequester
 from archive.curation.strata import Case
 from archive.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from archive.index.commons_tables import clinical_case
-from archive.index.release_tables import (
-    STAGED,
-    case_partition,
-    data_release,
-    partition_override,
-    release_study,
-)
-from archive.index.tables import patient, study
+from archive.index import releases as rows_of
+from archive.index.handles import Connection
+from archive.index.release_tables import STAGED
 from archive.index.visibility import SEQUESTERED
 
 RELEASE_LOCK = 716_016  # pg advisory lock key: one release (or override) at a time
@@ -76,19 +66,6 @@ class StudyRow:
     collection: str
     site: str | None
     modalities: tuple[str, ...]
-
-
-async def _case_rows(conn: AsyncConnection, where: Any) -> list[Any]:
-    """One row per study (with its case's clinical attributes) for studies matching `where`."""
-    q = (select(study.c.pk, patient.c.patient_id.label("case_id"), study.c.collection,
-                study.c.site, study.c.modalities, clinical_case.c.site.label("case_site"),
-                clinical_case.c.sex, clinical_case.c.race, clinical_case.c.ethnicity,
-                clinical_case.c.covid19_positive, clinical_case.c.age_at_index,
-                clinical_case.c.age_at_index_gt89)
-         .select_from(study.join(patient, patient.c.pk == study.c.patient_pk)
-                      .outerjoin(clinical_case, clinical_case.c.case_id == patient.c.patient_id))
-         .where(where))
-    return list((await conn.execute(q)).all())
 
 
 def cases_from_rows(rows: Iterable[Any]) -> dict[str, Case]:
@@ -134,18 +111,13 @@ async def release(core: Core, datasets: Sequence[str], body: Any = None,
     seed = secrets.randbits(63) if seed is None else seed
     settings = core.settings
     async with core.engine.begin() as conn:
-        await conn.execute(select(func.pg_advisory_xact_lock(RELEASE_LOCK)))
-        unreleased = and_(study.c.dataset.in_(list(datasets)),
-                          study.c.pk.not_in(select(release_study.c.study_pk)))
-        targets = await _case_rows(conn, unreleased)
+        await rows_of.lock(conn, RELEASE_LOCK)
+        targets = await rows_of.unreleased_rows(conn, datasets)
         if not targets:
             raise NothingToRelease(f"no unreleased study in dataset(s) {', '.join(datasets)}")
         target_cases = {r.case_id for r in targets}
-        earlier = await _case_rows(conn, and_(
-            study.c.pk.in_(select(release_study.c.study_pk)),
-            patient.c.patient_id.in_(select(case_partition.c.case_id))))
-        existing: dict[str, str] = {r.case_id: r.partition for r in (await conn.execute(
-            select(case_partition.c.case_id, case_partition.c.partition))).all()}
+        earlier = await rows_of.earlier_rows(conn)
+        existing = await rows_of.partitions(conn)
         # a curator's explicit `sequestered` upload pre-assigns its (new) case
         pre = {r.case_id: Partition.SEQUESTERED for r in targets
                if r.collection == SEQUESTERED and r.case_id not in existing}
@@ -154,39 +126,18 @@ async def release(core: Core, datasets: Sequence[str], body: Any = None,
         result = sequester(cases.values(), existing, seed=seed,
                            fraction=settings.sequester_fraction,
                            attributes=settings.strata_attributes)
-        number = int((await conn.execute(
-            select(func.coalesce(func.max(data_release.c.number), 0) + 1))).scalar_one())
+        number = await rows_of.next_number(conn)
         counts = result.report.as_dict() | {
             "studies": len(targets), "cases_in_release": len(target_cases),
             "followed_earlier": len(target_cases - set(result.assignments))}
-        await conn.execute(insert(data_release).values(
-            number=number, created_at=func.now(), datasets=sorted(set(datasets)), seed=seed,
-            fraction=settings.sequester_fraction, attributes=list(settings.strata_attributes),
-            counts=counts, notes=notes, created_by=curator))
-        rows = [{"case_id": c, "partition": str(p), "release_number": number}
-                for c, p in (result.assignments | pre).items()]
-        if rows:
-            await conn.execute(pg_insert(case_partition).values(
-                [r | {"overridden": False, "assigned_at": func.now()} for r in rows])
-                .on_conflict_do_nothing(index_elements=["case_id"]))
-        await _publish(conn, [r.pk for r in targets], number, settings.default_collection)
+        await rows_of.insert_release(
+            conn, number, sorted(set(datasets)), seed, settings.sequester_fraction,
+            list(settings.strata_attributes), counts, notes, curator)
+        await rows_of.assign_partitions(
+            conn, {c: str(p) for c, p in (result.assignments | pre).items()}, number)
+        await rows_of.publish(conn, [r.pk for r in targets], number,
+                              settings.default_collection)
     return await get_release(core, number)
-
-
-async def _publish(conn: AsyncConnection, pks: list[int], number: int, default: str) -> None:
-    """Give each released study its case's collection and record its release."""
-    sequestered_case = patient.c.patient_id.in_(
-        select(case_partition.c.case_id).where(case_partition.c.partition == SEQUESTERED))
-    in_batch = study.c.pk.in_(pks)
-    await conn.execute(update(study).where(in_batch, study.c.patient_pk.in_(
-        select(patient.c.pk).where(sequestered_case))).values(collection=SEQUESTERED))
-    await conn.execute(update(study).where(
-        in_batch, study.c.collection == STAGED, study.c.patient_pk.in_(
-            select(patient.c.pk).where(~sequestered_case))).values(collection=default))
-    await conn.execute(insert(release_study).from_select(
-        ["study_pk", "release_number"],
-        select(study.c.pk, literal(number))
-        .where(in_batch)))
 
 
 def _release_json(r: Any, detail: bool) -> dict[str, Any]:
@@ -201,7 +152,7 @@ def _release_json(r: Any, detail: bool) -> dict[str, Any]:
 
 async def get_release(core: Core, number: int) -> dict[str, Any]:
     async with core.engine.connect() as conn:
-        r = (await conn.execute(select(data_release).where(data_release.c.number == number))).first()
+        r = await rows_of.get_release(conn, number)
     if r is None:
         raise NotFound(f"no release {number}")
     return _release_json(r, detail=True)
@@ -209,12 +160,12 @@ async def get_release(core: Core, number: int) -> dict[str, Any]:
 
 async def list_releases(core: Core) -> list[dict[str, Any]]:
     async with core.engine.connect() as conn:
-        rows = (await conn.execute(select(data_release).order_by(data_release.c.number))).all()
+        rows = await rows_of.list_releases(conn)
     return [_release_json(r, detail=False) for r in rows]
 
 
-async def latest_release(conn: AsyncConnection) -> int | None:
-    return (await conn.execute(select(func.max(data_release.c.number)))).scalar_one()
+async def latest_release(conn: Connection) -> int | None:
+    return await rows_of.latest_release(conn)
 
 
 async def override(core: Core, case_id: str, body: Any, curator: str | None) -> dict[str, Any]:
@@ -229,27 +180,13 @@ async def override(core: Core, case_id: str, body: Any, curator: str | None) -> 
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_NOTES:
         raise InvalidRequest("a reason (non-empty text) is required to override a case")
     async with core.engine.begin() as conn:
-        await conn.execute(select(func.pg_advisory_xact_lock(RELEASE_LOCK)))
-        row = (await conn.execute(select(case_partition).where(
-            case_partition.c.case_id == case_id).with_for_update())).first()
+        await rows_of.lock(conn, RELEASE_LOCK)
+        row = await rows_of.lock_partition(conn, case_id)
         if row is None:
             raise NotFound(f"case {case_id} has not been released")
-        await conn.execute(update(case_partition).where(case_partition.c.case_id == case_id)
-                           .values(partition=str(to), overridden=True))
-        await conn.execute(insert(partition_override).values(
-            case_id=case_id, from_partition=row.partition, to_partition=str(to),
-            reason=reason.strip(), curator=curator, created_at=func.now()))
-        released = study.c.pk.in_(select(release_study.c.study_pk))
-        of_case = study.c.patient_pk.in_(select(patient.c.pk).where(patient.c.patient_id == case_id))
-        if to == Partition.SEQUESTERED:
-            await conn.execute(update(study).where(released, of_case)
-                               .values(collection=SEQUESTERED))
-        else:
-            await conn.execute(update(study).where(released, of_case,
-                                                   study.c.collection == SEQUESTERED)
-                               .values(collection=core.settings.default_collection))
-        history = (await conn.execute(select(partition_override).where(
-            partition_override.c.case_id == case_id).order_by(partition_override.c.pk))).all()
+        await rows_of.move_case(conn, case_id, row.partition, str(to), reason.strip(), curator,
+                                core.settings.default_collection)
+        history = await rows_of.overrides(conn, case_id)
     return {"case_id": case_id, "partition": str(to), "from": row.partition,
             "release_number": row.release_number,
             "overrides": [{"from": h.from_partition, "to": h.to_partition, "reason": h.reason,
@@ -257,7 +194,5 @@ async def override(core: Core, case_id: str, body: Any, curator: str | None) -> 
                           for h in history]}
 
 
-async def staged_datasets(conn: AsyncConnection) -> list[str]:
-    rows = (await conn.execute(select(study.c.dataset).where(study.c.collection == STAGED)
-                               .group_by(study.c.dataset).order_by(study.c.dataset))).all()
-    return [r.dataset for r in rows if r.dataset is not None]
+async def staged_datasets(conn: Connection) -> list[str]:
+    return await rows_of.staged_datasets(conn)

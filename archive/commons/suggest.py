@@ -13,9 +13,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from archive.commons.harmonize import current_version
 from archive.core import Core
 from archive.curation.loinc_suggest import (
@@ -28,7 +25,8 @@ from archive.curation.loinc_suggest import (
 )
 from archive.curation.loinc_text import features
 from archive.errors import InvalidRequest
-from archive.index.commons_tables import description_mapping, loinc_term
+from archive.index import mappings as rows_of
+from archive.index.handles import Connection
 
 MAX_LIMIT = 20
 
@@ -93,22 +91,14 @@ def parse_limit(raw: str | None, default: int = 3) -> int:
     return n
 
 
-async def _approved(conn: AsyncConnection) -> list[ApprovedMapping]:
-    rows = (await conn.execute(
-        select(description_mapping.c.modality_norm, description_mapping.c.raw_example,
-               description_mapping.c.description_norm, description_mapping.c.loinc_code,
-               loinc_term.c.long_common_name)
-        .select_from(description_mapping.outerjoin(
-            loinc_term, loinc_term.c.code == description_mapping.c.loinc_code))
-        .where(description_mapping.c.status == "approved",
-               description_mapping.c.loinc_code.is_not(None)))).all()
+async def _approved(conn: Connection) -> list[ApprovedMapping]:
+    rows = await rows_of.approved_mappings(conn)
     return [ApprovedMapping(r.modality_norm, r.raw_example or r.description_norm, r.loinc_code,
                             r.long_common_name or "") for r in rows]
 
 
-async def _imported_terms(conn: AsyncConnection) -> list[PlaybookTerm]:
-    rows = (await conn.execute(select(loinc_term.c.code, loinc_term.c.long_common_name,
-                                      loinc_term.c.modality))).all()
+async def _imported_terms(conn: Connection) -> list[PlaybookTerm]:
+    rows = await rows_of.terms(conn)
     return [PlaybookTerm(r.code, r.long_common_name or "",
                          modality_groups(r.modality or "") | features(r.long_common_name or "").modalities)
             for r in rows if r.long_common_name]

@@ -14,21 +14,17 @@ import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from archive.commons import cohorts
 from archive.commons.harmonize import current_version
 from archive.commons.releases import RELEASE_LOCK, cases_from_rows
-from archive.commons.releases import _case_rows as case_rows
 from archive.commons.selection import check_pairs, pairs_from, study_select
 from archive.core import Caller, Core
 from archive.curation.testsets import Shortfall, draw_test_set, validate_targets
 from archive.errors import InvalidRequest
-from archive.index import cohorts as rows_of
-from archive.index.release_tables import case_partition, release_study, testset, testset_case
-from archive.index.tables import patient, study
-from archive.index.visibility import SEQUESTERED
+from archive.index import cohorts as cohort_rows
+from archive.index import releases as release_rows
+from archive.index import testsets as rows_of
+from archive.index.handles import Connection
 
 MAX_SIZE = 100_000
 FIELDS = {"name", "size", "filters", "query", "targets", "reuse", "seed"}
@@ -65,50 +61,37 @@ def _parse(body: Any) -> dict[str, Any]:
 async def create(core: Core, caller: Caller, body: Any) -> dict[str, Any]:
     """Draw and freeze a test set; Shortfall (→ 409) when the pool cannot meet it."""
     req = _parse(body)
-    in_filter: Any = True
-    if req["pairs"]:
-        chosen = study_select(req["pairs"], core.extensions, caller).subquery()
-        in_filter = study.c.pk.in_(select(chosen.c.pk))
+    chosen = study_select(req["pairs"], core.extensions, caller) if req["pairs"] else None
     cid = uuid.uuid4()
     async with core.engine.begin() as conn:
-        await conn.execute(select(func.pg_advisory_xact_lock(RELEASE_LOCK + 1)))
-        pool_where = and_(study.c.pk.in_(select(release_study.c.study_pk)),
-                          study.c.collection == SEQUESTERED, in_filter,
-                          patient.c.patient_id.in_(select(case_partition.c.case_id).where(
-                              case_partition.c.partition == SEQUESTERED)))
-        pool = cases_from_rows(await case_rows(conn, pool_where))
-        used = set() if req["reuse"] else {r.case_id for r in (await conn.execute(
-            select(testset_case.c.case_id).distinct())).all()}
+        await release_rows.lock(conn, RELEASE_LOCK + 1)
+        pool = cases_from_rows(await rows_of.pool_rows(conn, chosen))
+        used = set() if req["reuse"] else await rows_of.used_cases(conn)
         drawn = draw_test_set(pool.values(), req["size"], req["targets"], seed=req["seed"],
                               exclude=used)
-        await _freeze(conn, cid, req, pool_where, list(drawn.case_ids))
+        await _freeze(conn, cid, req, chosen, list(drawn.case_ids))
         distribution = drawn.distribution()
-        await conn.execute(insert(testset).values(
-            cohort_id=cid, name=req["name"], size=req["size"], seed=req["seed"],
-            targets=req["targets"], distribution=distribution, created_at=func.now()))
-        await conn.execute(insert(testset_case).values(
-            [{"cohort_id": cid, "case_id": c} for c in drawn.case_ids]))
+        await rows_of.record(conn, cid, req["name"], req["size"], req["seed"], req["targets"],
+                             distribution, list(drawn.case_ids))
     made = await cohorts.get(core, caller, str(cid))
     return made | {"testset": {"name": req["name"], "size": req["size"], "seed": req["seed"],
                                "pool": len(pool), "excluded_used": len(used & set(pool)),
                                "distribution": distribution}}
 
 
-async def _freeze(conn: AsyncConnection, cid: uuid.UUID, req: dict[str, Any], pool_where: Any,
+async def _freeze(conn: Connection, cid: uuid.UUID, req: dict[str, Any], chosen: Any | None,
                   case_ids: list[str]) -> None:
     """A cohort of the drawn cases' pool studies (restricted: they are all sequestered)."""
-    await rows_of.insert_cohort(
+    await cohort_rows.insert_cohort(
         conn, cid, req["name"], {"filters": [list(p) for p in req["pairs"]],
                                  "testset": req["name"]},
         await current_version(conn), "curator")
-    await rows_of.freeze(conn, cid, select(study.c.pk)
-                         .select_from(study.join(patient, patient.c.pk == study.c.patient_pk))
-                         .where(pool_where, patient.c.patient_id.in_(case_ids)))
+    await rows_of.freeze_cases(conn, cid, chosen, case_ids)
 
 
 async def list_all(core: Core) -> list[dict[str, Any]]:
     async with core.engine.connect() as conn:
-        rows = (await conn.execute(select(testset).order_by(testset.c.created_at))).all()
+        rows = await rows_of.list_all(conn)
     return [{"cohort_id": str(r.cohort_id), "name": r.name, "size": r.size, "seed": r.seed,
              "targets": r.targets, "distribution": r.distribution,
              "created_at": r.created_at.isoformat()} for r in rows]
