@@ -23,6 +23,14 @@ QIDO_ENDS = ("/studies", "/series", "/instances")
 ACCESS_ENDS = ("/metadata", "/rendered", "/thumbnail")
 EXPORT_PARTS = ("/manifest", "/clinical", "/files/")
 CHANGES = {"/commons/cases": "clinical data", "/commons/mappings": "mappings"}
+# curator actions that change what studies are and who sees them (issues 12.4 and 16): audited
+# as DICOM Instances Accessed with EventActionCode U(pdate), the body's reason in the detail
+CURATOR_CHANGES = {
+    "/commons/studies/{study}/collection": "collection change",
+    "/commons/cases/{case}/partition": "partition override",
+    "/commons/datasets/{dataset}/release": "dataset release",
+    "/commons/testsets": "test set drawn",
+}
 
 
 def action_for(method: str, template: str) -> AuditAction | None:
@@ -31,6 +39,8 @@ def action_for(method: str, template: str) -> AuditAction | None:
         return None  # a cohort's root is read-only (405): nothing happened
     if method == "DELETE":
         return AuditAction.STUDY_DELETED
+    if method in ("POST", "PUT") and template in CURATOR_CHANGES:
+        return AuditAction.INSTANCES_ACCESSED
     if method == "POST":
         return AuditAction.IMPORT if template in CHANGES else None  # STOW audits itself
     if template.startswith("/commons/cohorts/{cohort}") and "/dicom-web" not in template:
@@ -88,8 +98,13 @@ def record(request: web.Request, status: int) -> None:
         detail["what"] = CHANGES.get(template or "", "")
     if request.match_info.get("cohort"):
         detail["cohort"] = request.match_info["cohort"]
+    change = CURATOR_CHANGES.get(template or "") if request.method in ("POST", "PUT") else None
+    if change:
+        detail["what"] = change
+        detail.update({k: v for k, v in request.match_info.items() if k in ("case", "dataset")})
     core.audit.record(AuditEvent.now(action, identity, study_uids=_studies(request),
-                                     outcome=outcome, detail=detail))
+                                     outcome=outcome, event_action="U" if change else None,
+                                     detail=detail))
 
 
 @web.middleware

@@ -7,6 +7,7 @@ from typing import Any
 import requests
 
 from tests import factories as f
+from tests.conftest import key_headers
 from tests.dicomweb.test_stow import multipart
 
 TOKEN = "curator-secret"
@@ -26,10 +27,12 @@ def test_a_public_study_is_sequestered_with_its_whole_case(server_factory: Any) 
     other = f.image("other", patient_id="P-OTHER")
     for ds in (first, second, other):
         assert requests.post(server.url + "/studies?site=A", data=multipart([f.to_bytes(ds)]),
-                             headers=STOW, timeout=30).status_code == 200
+                             headers=STOW | CURATOR, timeout=30).status_code == 200
     url = f"{server.base}/commons/studies/{first.StudyInstanceUID}/collection"
     body = {"collection": "sequestered"}
-    assert requests.put(url, json=body, timeout=30).status_code == 403  # not a curator
+    assert requests.put(url, json=body, timeout=30).status_code == 401  # anonymous
+    assert requests.put(url, json=body, headers=key_headers(server, "reader"),
+                        timeout=30).status_code == 403  # not a curator
     assert _visible(server) == {first.StudyInstanceUID, second.StudyInstanceUID,
                                 other.StudyInstanceUID}
     r = requests.put(url, json=body, headers=CURATOR, timeout=30)
@@ -48,3 +51,10 @@ def test_a_public_study_is_sequestered_with_its_whole_case(server_factory: Any) 
     assert requests.put(missing, json=body, headers=CURATOR, timeout=30).status_code == 404
     assert requests.put(url, json={"collection": "../x"}, headers=CURATOR,
                         timeout=30).status_code == 400
+    # each change is in the audit trail: who, which study, an update (EventActionCode U)
+    trail = requests.get(f"{server.base}/commons/audit", timeout=30,
+                         params={"study": first.StudyInstanceUID},
+                         headers=key_headers(server, "admin")).json()["events"]
+    changes = [e for e in trail if e["detail"].get("what") == "collection change"
+               and e["outcome"] == 0]
+    assert len(changes) == 2 and all(e["event_action"] == "U" for e in changes), trail
