@@ -49,6 +49,7 @@ def describe(settings: Settings, base: str) -> dict[str, Any]:
         },
         "viewer": f"{base}/viewer/" if settings.viewer_dir else None,
         "commons_openapi": f"{base}/commons/openapi.json",
+        "portal": f"{base}/portal/",
         "transfer_syntaxes": sorted(KNOWN_TRANSFER_SYNTAXES),
     }
 
@@ -90,6 +91,7 @@ DIMSE, indexes them in PostgreSQL and serves them back unchanged.</p>
 <dt>DIMSE (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET)</dt>
 <dd>AE title <code>{e(dimse["ae_title"])}</code>, host <code>{e(str(dimse["host"]))}</code>,
 port <code>{dimse["port"]}</code></dd>
+<dt>Research portal</dt><dd>{_link(info["portal"], "explore the commons, build cohorts")}</dd>
 <dt>Viewer</dt><dd>{viewer}</dd>
 <dt>Commons API</dt><dd>{_link(info["commons_openapi"], "OpenAPI description")}</dd>
 <dt>Documentation</dt><dd>the project's <code>README.md</code> and <code>docs/</code>;

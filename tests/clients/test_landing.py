@@ -33,6 +33,7 @@ def test_root_is_an_html_landing_page_whose_links_work(server: RunningArchive) -
     page.feed(r.text)
     assert server.url in page.links
     assert f"{server.base}/commons/openapi.json" in page.links
+    assert f"{server.base}/portal/" in page.links
     assert server.settings.ae_title in page.text and str(server.settings.dimse_port) in page.text
     assert "archive viewer fetch" in page.text  # no viewer configured: says how
     local = [u for u in page.links if u.startswith(server.base)]
