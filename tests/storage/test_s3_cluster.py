@@ -19,7 +19,7 @@ import requests
 from archive.index.engine import sync_url
 from storage.s3 import S3BlobStore
 from tests import factories as f
-from tests.conftest import free_port
+from tests.conftest import TEST_CURATOR_TOKEN, auth_headers, free_port
 from tests.dicomweb.test_wado import parts
 from tests.s3 import BUCKET
 
@@ -46,7 +46,8 @@ class Node:
                str(self.dimse), *self.storage]
         log = open(self.data / "serve.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     env=os.environ | {"PYTHONPATH": str(ROOT)})
+                                     env=os.environ | {"PYTHONPATH": str(ROOT),
+                                                      "ARCHIVE_CURATOR_TOKEN": TEST_CURATOR_TOKEN})
         for _ in range(600):
             try:
                 if requests.get(self.url + "/studies?limit=1", timeout=5).status_code == 200:
@@ -87,7 +88,7 @@ def _stow(url: str, data: bytes) -> requests.Response:
     body = b"--B\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n--B--\r\n"
     return requests.post(url + "/studies", data=body, timeout=60, headers={
         "Content-Type": 'multipart/related; type="application/dicom"; boundary=B',
-        "Accept": "application/dicom+json"})
+        "Accept": "application/dicom+json", **auth_headers()})
 
 
 def _client(node: Node, study: str, n: int, acked: dict[str, bytes], stop: threading.Event) -> None:

@@ -156,8 +156,8 @@ def test_object_store_outage_is_503_and_a700_then_recovers(
         r = post(server, multipart([f.to_bytes(f.image("outage", "down", 1))]))
         assert r.status_code == 503, r.text
         assert r.headers["Retry-After"] and "storage unavailable" in r.headers["Warning"]
-        assoc = associate(server)
-        status = assoc.send_c_store(f.image("outage", "dimse", 1))
+        assoc = associate(server)  # a contributor of its own AE-named site: its own study
+        status = assoc.send_c_store(f.image("outage-dimse", "se1", 1))
         assoc.release()
         assert status.Status == 0xA700 and "unavailable" in str(status.ErrorComment)
         for accept in (AS_STORED, 'multipart/related; type="application/dicom"'):
@@ -177,7 +177,7 @@ def test_object_store_outage_is_503_and_a700_then_recovers(
     r = post(server, multipart([f.to_bytes(f.image("outage", "after", 1))]))
     assert r.status_code == 200, r.text  # the store is back: so is the archive
     assoc = associate(server)
-    again = f.image("outage", "dimse-after", 1)
+    again = f.image("outage-dimse", "se2", 1)
     assert assoc.send_c_store(again).Status == 0x0000
     assoc.release()
     got = requests.get(inst_url(server, again), headers={"Accept": AS_STORED}, timeout=60)
