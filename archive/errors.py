@@ -80,7 +80,7 @@ class OwnershipConflict(ArchiveError):
     so the answer never tells whether the other data is sequestered (no existence oracle)."""
 
     failure_reason = FailureReason.NOT_AUTHORIZED
-    REASON = "the instance conflicts with stored data this caller may not change"
+    REASON = "conflicts with stored data this caller may not change"  # fits LO (64)
 
     def __init__(self, reason: str | None = None) -> None:
         super().__init__(self.REASON)
