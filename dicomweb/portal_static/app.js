@@ -78,8 +78,41 @@ function commit(resetPage = true) {
 }
 
 // ---- data ---------------------------------------------------------------------------------
+// An API key pasted into the header form is kept for this tab only (sessionStorage) and sent
+// as `Authorization: Bearer`: saving and reading one's own cohorts needs a named caller.
+const TOKEN_KEY = 'archive.token';
+const withAuth = (opts = {}) => {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { ...opts, headers: { ...(opts.headers || {}), Authorization: `Bearer ${token}` } } : opts;
+};
+
+function wireKey() {
+  const show = () => { $('key-status').textContent = sessionStorage.getItem(TOKEN_KEY) ? 'Signed in with a key' : ''; };
+  $('key-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const value = $('api-key').value.trim();
+    if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
+    $('api-key').value = '';
+    show();
+  });
+  show();
+}
+
+// Download links of private resources: fetched with the key, saved from a blob URL.
+async function downloadWithAuth(ev) {
+  if (!sessionStorage.getItem(TOKEN_KEY)) return;  // anonymous: the plain link works for published cohorts
+  ev.preventDefault();
+  const a = ev.currentTarget;
+  const r = await fetch(a.getAttribute('href'), withAuth());
+  if (!r.ok) { $('save-result').textContent = `Download failed: ${r.status} ${r.statusText}`; return; }
+  const url = URL.createObjectURL(await r.blob());
+  const tmp = el('a', { href: url, download: a.getAttribute('download') });
+  document.body.append(tmp); tmp.click(); tmp.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
 async function getJson(url, opts) {
-  const r = await fetch(url, opts);
+  const r = await fetch(url, withAuth(opts));
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
   return body;
@@ -383,9 +416,9 @@ function cohortCard(c) {
       el('dt', { text: 'Filters' }), el('dd', { text: c.query.map(([k, v]) => `${k}=${v}`).join('; ') || 'none (whole commons)' }),
       el('dt', { text: 'Built on' }), el('dd', { text: `mapping version ${c.mapping_version}, ${new Date(c.created_at).toLocaleString()}` })),
     el('p', {}, 'Manifest: ',
-      el('a', { href: `/commons/cohorts/${c.id}/manifest?format=csv`, download: `cohort-${c.id}-manifest.csv`, text: 'CSV' }), ' · ',
-      el('a', { href: `/commons/cohorts/${c.id}/manifest?format=json`, download: `cohort-${c.id}-manifest.json`, text: 'JSON' }), ' · ',
-      el('a', { href: `/commons/cohorts/${c.id}/clinical?format=csv`, download: `cohort-${c.id}-clinical.csv`, text: 'clinical data (CSV)' })),
+      el('a', { href: `/commons/cohorts/${c.id}/manifest?format=csv`, download: `cohort-${c.id}-manifest.csv`, text: 'CSV', onclick: downloadWithAuth }), ' · ',
+      el('a', { href: `/commons/cohorts/${c.id}/manifest?format=json`, download: `cohort-${c.id}-manifest.json`, text: 'JSON', onclick: downloadWithAuth }), ' · ',
+      el('a', { href: `/commons/cohorts/${c.id}/clinical?format=csv`, download: `cohort-${c.id}-clinical.csv`, text: 'clinical data (CSV)', onclick: downloadWithAuth })),
     copyRow('DICOMweb root', `${base}/commons/cohorts/${c.id}/dicom-web`, `root-${c.id}`),
     copyRow('Command line', cli, `cli-${c.id}`),
     button, compare);
@@ -424,6 +457,7 @@ async function showCohorts() {
 }
 
 async function main() {
+  wireKey();
   config = await getJson('config.json');
   state = readUrl();
   if (state.view === 'cohorts') { await showCohorts(); return; }

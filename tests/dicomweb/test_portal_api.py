@@ -16,7 +16,7 @@ import requests
 
 from tests.archive.commons.conftest import AUTH, CURATOR, Loaded, running_commons
 from tests.archive.commons.synth import Case, Study
-from tests.conftest import RunningArchive, ServerThread, make_settings
+from tests.conftest import RunningArchive, ServerThread, key_headers, make_settings
 from tests.dicomweb.test_commons_api import qido
 
 
@@ -127,13 +127,14 @@ def test_studies_table_sorts_and_pages(loaded: Loaded) -> None:
 
 
 def test_cohort_scope_and_description(loaded: Loaded) -> None:
-    r = requests.post(f"{loaded.server.base}/commons/cohorts", timeout=60, json={
+    owner = key_headers(loaded.server, "reader")  # a cohort belongs to a named creator
+    r = requests.post(f"{loaded.server.base}/commons/cohorts", headers=owner, timeout=60, json={
         "name": "females CR", "description": "for the comparison view",
         "filters": {"commons.case.sex": "Female", "ModalitiesInStudy": "CR"}})
     assert r.status_code == 201, r.text
     cohort = r.json()
     assert cohort["description"] == "for the comparison view"
-    got = explore(loaded.server.base, {"cohort": cohort["id"]})
+    got = explore(loaded.server.base, {"cohort": cohort["id"]}, headers=owner)
     assert got["totals"] == {"studies": cohort["counts"]["studies"],
                              "cases": cohort["counts"]["cases"]}
     assert set(facet(got, "commons.case.sex")) == {"Female"}

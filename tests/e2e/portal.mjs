@@ -87,6 +87,10 @@ try {
   phase = 'explore';
   await page.goto(`${plan.base}/portal/`);
   let r = await ready();
+  // sign in as a named reader (saving a cohort needs one): paste the API key into the header form
+  await page.fill('#api-key', plan.token);
+  await page.click('#use-key');
+  await page.waitForFunction(() => document.getElementById('key-status').textContent !== '', null, { timeout: 30000 });
   report.steps.initial = await counts();
   await shot('01-explore.png');
   await axe('explore');

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from dicomweb_client.api import DICOMwebClient
 
 from tests.archive.commons import synth
 from tests.archive.commons.conftest import CURATOR, Loaded, post_clinical, store
-from tests.conftest import ServerThread, _admin, _with_db, make_settings
+from tests.conftest import ServerThread, _admin, _with_db, key_headers, make_settings
 from tests.e2e.browser import ARTIFACTS, BrowserTools, find_browser_tools
 
 pytestmark = pytest.mark.e2e
@@ -64,10 +65,17 @@ def portal(pg_server_url: str, template_db: str, tools: BrowserTools,
         asyncio.run(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def qido(root: str, filters: dict[str, str]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = DICOMwebClient(root).search_for_studies(
+def qido(root: str, filters: dict[str, str],
+         headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = DICOMwebClient(root, headers=headers).search_for_studies(
         search_filters=filters, get_remaining=True)
     return found
+
+
+def reader_key(portal: Loaded) -> str:
+    """The bearer token of a real reader API key: the browser signs in with it (a saved cohort
+    belongs to its named creator)."""
+    return key_headers(portal.server, "reader")["Authorization"].removeprefix("Bearer ")
 
 
 def tally(found: list[dict[str, Any]]) -> tuple[int, int]:
@@ -83,7 +91,8 @@ def report(portal: Loaded, tools: BrowserTools) -> dict[str, Any]:
     out = ARTIFACTS.parent / "portal"
     out.mkdir(parents=True, exist_ok=True)
     plan = {"base": portal.server.base, "out": str(out), "nodeModules": str(tools.node_modules),
-            "chromium": tools.chromium, "clicks": CLICKS, "cohortName": "browser cohort"}
+            "chromium": tools.chromium, "clicks": CLICKS, "cohortName": "browser cohort",
+            "token": reader_key(portal)}
     (out / "plan.json").write_text(json.dumps(plan, indent=1))
     with (out / "node.log").open("w") as log:
         subprocess.run([tools.node, str(SCRIPT), str(out / "plan.json")], stdout=log,
@@ -130,7 +139,10 @@ def test_saved_cohort_and_its_manifest(portal: Loaded, report: dict[str, Any]) -
     assert card["root"].endswith("/dicom-web")
     cohort_id = card["root"].split("/")[-2]
     assert card["cli"].startswith(f"archive cohort download {cohort_id} --url ")
-    assert {d["0020000D"]["Value"][0] for d in qido(card["root"], {})} == want
+    owner = {"Authorization": f"Bearer {reader_key(portal)}"}
+    assert {d["0020000D"]["Value"][0] for d in qido(card["root"], {}, owner)} == want
+    # private to its creator until published: an anonymous caller gets the same 404 as a miss
+    assert requests.get(f"{card['root']}/studies", timeout=30).status_code == 404
 
 
 def test_reader_never_sees_a_sequestered_case(portal: Loaded, report: dict[str, Any]) -> None:

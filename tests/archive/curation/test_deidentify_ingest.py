@@ -10,13 +10,13 @@ from dicomweb_client.api import DICOMwebClient
 
 from archive.errors import ConfigError
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 
 def test_north_is_deidentified_south_is_not(server_factory: Callable[..., RunningArchive]) -> None:
     server = server_factory(deidentify_site=(("NORTH", "basic"),), deidentify_secret="s3cret")
-    north = DICOMwebClient(server.url, headers={"X-Archive-Site": "NORTH"})
-    south = DICOMwebClient(server.url, headers={"X-Archive-Site": "SOUTH"})
+    north = DICOMwebClient(server.url, headers=auth_headers(**{"X-Archive-Site": "NORTH"}))
+    south = DICOMwebClient(server.url, headers=auth_headers(**{"X-Archive-Site": "SOUTH"}))
     a1 = f.image("n1", "se1", 1, rows=8, columns=8, patient_id="MRN-77", patient_name="Doe^Jane")
     a2 = f.image("n1", "se1", 2, rows=8, columns=8, patient_id="MRN-77", patient_name="Doe^Jane")
     a1.InstitutionName = a2.InstitutionName = "General Hospital"

@@ -18,7 +18,7 @@ from archive.curation.sequester import Partition, sequester
 from archive.curation.strata import DEFAULT_ATTRIBUTES, Case, stratum_of
 from tests.archive.curation.commons_seed import seed
 from tests.archive.curation.synthetic import synthetic_cases
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, key_headers
 
 TOKEN = "curator-secret"
 CURATOR = {"Authorization": f"Bearer {TOKEN}"}
@@ -110,7 +110,8 @@ def _check_balance(cases: list[Case], assigned: dict[str, str]) -> None:
 def test_release_needs_the_curator_and_a_known_dataset(
         commons: tuple[RunningArchive, list[Case]]) -> None:
     server, _ = commons
-    r = requests.post(f"{server.base}/commons/datasets/BATCH_1/release", timeout=30)
+    r = requests.post(f"{server.base}/commons/datasets/BATCH_1/release",
+                      headers=key_headers(server, "reader"), timeout=30)
     assert r.status_code == 403
     assert release(server, "NO_SUCH").status_code == 409
     assert release(server, "BATCH_1", seed="x").status_code == 400
@@ -152,7 +153,8 @@ def test_testsets_meet_quotas_or_refuse_with_the_shortfall(
     assert r3.status_code == 409, r3.text
     gaps = r3.json()["shortfall"]
     assert gaps and all(g["needed"] > g["available"] for g in gaps)
-    assert requests.post(f"{server.base}/commons/testsets", timeout=30, json={
+    assert requests.post(f"{server.base}/commons/testsets", headers=key_headers(server, "reader"),
+                         timeout=30, json={
         "name": "x", "size": 1}).status_code == 403
     bad = requests.post(f"{server.base}/commons/testsets", headers=CURATOR, timeout=30, json={
         "name": "x", "size": 10, "targets": {"sex": {"Female": 0.7, "Male": 0.7}}})

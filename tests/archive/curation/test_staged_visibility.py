@@ -9,7 +9,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, key_headers
 
 TOKEN = "curator-secret"
 CURATOR = {"Authorization": f"Bearer {TOKEN}"}
@@ -19,7 +19,7 @@ def store(server: RunningArchive, study: str, patient: str, dataset: str,
           description: str = "CT CHEST WO CONTRAST") -> None:
     ds = f.image(study, "se1", 1, rows=8, columns=8, patient_id=patient,
                  study_description=description)
-    DICOMwebClient(server.url, headers={"X-Archive-Site": "NORTH",
+    DICOMwebClient(server.url, headers={**CURATOR, "X-Archive-Site": "NORTH",
                                         "X-Archive-Dataset": dataset}).store_instances([ds])
 
 
@@ -46,7 +46,8 @@ def test_staged_then_released(server_factory: Callable[..., RunningArchive]) -> 
     assert r.status_code == 404
     datasets = requests.get(f"{server.base}/commons/datasets", timeout=30).json()["datasets"]
     assert datasets == []
-    reader_cohort = requests.post(f"{server.base}/commons/cohorts", timeout=30,
+    reader = key_headers(server, "reader")  # cohorts belong to a named creator
+    reader_cohort = requests.post(f"{server.base}/commons/cohorts", headers=reader, timeout=30,
                                   json={"filters": {"commons.site": "NORTH"}}).json()
     assert reader_cohort["counts"]["studies"] == 0 and reader_cohort["release"] is None
     # QC: unmapped descriptions with suggestions, a study without a case, PHI in the headers
@@ -62,7 +63,8 @@ def test_staged_then_released(server_factory: Callable[..., RunningArchive]) -> 
     assert report["cases_without_clinical_data"]["case_ids"] == ["NOCASE"]
     keywords = {x["keyword"] for x in report["phi"]["findings"]}
     assert {"PatientName", "PatientID"} <= keywords and report["phi"]["scanned"] == 11
-    assert requests.get(f"{server.base}/commons/datasets/NORTH_1/qc", timeout=30).status_code == 403
+    assert requests.get(f"{server.base}/commons/datasets/NORTH_1/qc", headers=reader,
+                        timeout=30).status_code == 403
     # release: open part visible, sequestered part never
     rel = requests.post(f"{server.base}/commons/datasets/NORTH_1/release", headers=CURATOR,
                         json={"notes": "north, first batch"}, timeout=120)
@@ -79,15 +81,16 @@ def test_staged_then_released(server_factory: Callable[..., RunningArchive]) -> 
                   if parts[p] == "sequestered")
     assert requests.get(f"{server.url}/studies/{hidden}/metadata", timeout=30).status_code == 404
     # a cohort built now records release 1 and keeps its studies after a later release
-    c = requests.post(f"{server.base}/commons/cohorts", timeout=30,
+    c = requests.post(f"{server.base}/commons/cohorts", headers=reader, timeout=30,
                       json={"filters": {"commons.site": "NORTH"}}).json()
     assert c["release"] == 1 and c["counts"]["studies"] == len(open_uids)
     store(server, "late", "P1", "NORTH_2")
     assert requests.post(f"{server.base}/commons/datasets/NORTH_2/release", headers=CURATOR,
                          timeout=120).status_code == 201
-    again = requests.get(f"{server.base}/commons/cohorts/{c['id']}", timeout=30).json()
+    again = requests.get(f"{server.base}/commons/cohorts/{c['id']}", headers=reader,
+                         timeout=30).json()
     assert again["release"] == 1 and again["counts"] == c["counts"]
-    root = DICOMwebClient(f"{server.base}/commons/cohorts/{c['id']}/dicom-web")
+    root = DICOMwebClient(f"{server.base}/commons/cohorts/{c['id']}/dicom-web", headers=reader)
     assert {d["0020000D"]["Value"][0] for d in root.search_for_studies()} == open_uids
 
 
@@ -139,7 +142,8 @@ def test_contributors_see_their_own_sites_staged_studies(
     server = server_factory(release_workflow=True, curator_token=TOKEN)
     for name, site in (("a", "NORTH"), ("b", "SOUTH")):
         ds = f.image(name, "se1", 1, rows=8, columns=8, patient_id=f"P-{name}")
-        DICOMwebClient(server.url, headers={"X-Archive-Site": site}).store_instances([ds])
+        DICOMwebClient(server.url, headers=key_headers(server, "contributor", site)
+                       ).store_instances([ds])
 
     def seen(caller: Caller) -> set[str]:
         async def q() -> set[str]:
