@@ -28,7 +28,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from archive.config import Settings
 from archive.tls import exposure_warnings
 from tests import factories as f
-from tests.conftest import free_port
+from tests.conftest import auth_headers, free_port
 from tests.dcmtk import dcmtk
 from tests.dicomweb.test_stow import multipart
 
@@ -89,7 +89,8 @@ def test_https_is_served_and_verifies_against_the_test_ca(server_factory: Any, p
     server = server_factory(tls_cert=pki.server_cert, tls_key=pki.server_key)
     base = f"https://127.0.0.1:{server.settings.http_port}/dicom-web"
     ds = f.image("tls-http")
-    h = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx'}
+    h = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
+         **auth_headers()}
     assert requests.post(base + "/studies", data=multipart([f.to_bytes(ds)]), headers=h,
                          verify=str(pki.ca), timeout=30).status_code == 200
     session = create_session()
@@ -139,7 +140,8 @@ def test_dicom_tls_with_dcmtk_client_certificates(server_factory: Any, pki: Pki,
 def test_curator_ae_over_tls_with_a_client_certificate(server_factory: Any, pki: Pki) -> None:
     server, port = _tls_server(server_factory, pki, curator_aets=("CURATE",))
     hidden = f.image("tls-hidden", patient_id="P-TLS")
-    h = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx'}
+    h = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=XbOuNdArYx',
+         **auth_headers()}
     base = f"https://127.0.0.1:{server.settings.http_port}/dicom-web"
     assert requests.post(base + "/studies?collection=sequestered",
                          data=multipart([f.to_bytes(hidden)]), headers=h,

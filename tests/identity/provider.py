@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -51,6 +53,14 @@ CLIENTS = [
 ]
 
 
+def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
+    """Forward the provider's output line by line ("" at EOF); also keeps its pipe drained."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.put(line)
+    lines.put("")
+
+
 @dataclass
 class OidcProvider:
     """One node process serving discovery, JWKS and the token endpoint on a loopback port."""
@@ -72,18 +82,26 @@ class OidcProvider:
                                    "default_resource": AUDIENCE}))
         self.proc = subprocess.Popen(["node", str(SCRIPT), str(cfg)], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
+        # Wait for *this* process to say it listens: probing the port could be answered by
+        # another test's server that took the port meanwhile (the likely cause of CI tokens signed
+        # by a key this provider never had).
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc, lines), daemon=True).start()
+        seen: list[str] = []
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                if requests.get(f"{self.issuer}/.well-known/openid-configuration",
-                                timeout=2).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"oidc provider exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
-            time.sleep(0.1)
-        raise RuntimeError("oidc provider did not start in 30 s")
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if not line:  # EOF: it exited (e.g. the port was taken)
+                self.proc.wait(10)
+                raise RuntimeError(f"oidc provider exited: {''.join(seen)}")
+            if line.strip() == f"ready {self.issuer}":
+                return self
+            seen.append(line)
+        self.stop()
+        raise RuntimeError(f"oidc provider did not start in 30 s: {''.join(seen)}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
