@@ -109,10 +109,21 @@ class OidcProvider:
             self.proc.wait(10)
 
     def rotate(self, new_key: dict[str, Any]) -> None:
-        """Restart with `new_key` signing and the old keys still published."""
+        """Restart with `new_key` signing and the old keys still published.
+
+        The issuer URL names the port, so the restart must get the same port back; another test
+        process probing for a free port may hold it for a moment (EADDRINUSE): retry briefly."""
         self.stop()
         self.keys = [new_key, *self.keys]
-        self.start()
+        for _ in range(60):
+            try:
+                self.start()
+                return
+            except RuntimeError as exc:
+                if "EADDRINUSE" not in str(exc):
+                    raise
+                time.sleep(0.5)
+        raise RuntimeError(f"port {self.port} stayed in use: cannot restart the provider")
 
     def token(self, client: str = "reader", resource: str | None = None) -> str:
         secret = next(c["client_secret"] for c in CLIENTS if c["client_id"] == client)
