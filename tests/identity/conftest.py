@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import free_port
-from tests.identity.provider import OidcProvider, ensure_installed, rsa_jwk
+from tests.identity.provider import OidcProvider, ensure_installed, rsa_jwk, stable_port
 
 
 @pytest.fixture
 def oidc_provider() -> Iterator[OidcProvider]:
     ensure_installed()
-    p = OidcProvider(free_port(), [rsa_jwk()]).start()
+    p = OidcProvider(stable_port(), [rsa_jwk()]).start()
     yield p
     p.stop()

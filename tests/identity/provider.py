@@ -61,6 +61,25 @@ def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
     lines.put("")
 
 
+def stable_port() -> int:
+    """A free port below the kernel's ephemeral range (32768+): the provider restarts on its
+    port when it rotates keys (the issuer URL names it), and a port from `free_port()` (an
+    ephemeral one) can be handed to another test's server in that moment. Ports here are never
+    handed out by the kernel, and the random start keeps parallel workers apart."""
+    import random
+    import socket
+
+    start = random.randrange(20000, 32000)
+    for port in range(start, start + 700):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32700")
+
+
 @dataclass
 class OidcProvider:
     """One node process serving discovery, JWKS and the token endpoint on a loopback port."""

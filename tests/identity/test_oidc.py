@@ -15,7 +15,7 @@ from archive.identity.errors import InvalidToken
 from archive.identity.oidc import OidcConfig, OidcValidator, claim_at, role_from
 from archive.identity.roles import Kind, Role
 from tests.conftest import free_port
-from tests.identity.provider import AUDIENCE, OidcProvider, ec_jwk
+from tests.identity.provider import AUDIENCE, OidcProvider, ec_jwk, stable_port
 
 
 def _config(p: OidcProvider, **kw: object) -> OidcConfig:
@@ -73,7 +73,7 @@ async def test_wrong_audience_and_expired(oidc_provider: OidcProvider) -> None:
 
 async def test_wrong_issuer_same_keys(oidc_provider: OidcProvider) -> None:
     """A second real provider with the same signing key but another issuer URL."""
-    other = OidcProvider(free_port(), oidc_provider.keys).start()
+    other = OidcProvider(stable_port(), oidc_provider.keys).start()
     try:
         token = other.token("curator")
     finally:
