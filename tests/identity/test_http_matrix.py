@@ -161,10 +161,16 @@ def test_authorization_matrix(server_factory: Any, oidc_provider: OidcProvider) 
     assert cohort.status_code == 201, cohort.text
     assert requests.post(f"{archive.base}/commons/cases", json=[{"case_id": stored.PatientID}],
                          headers=auth_headers(), timeout=30).status_code == 200
+    # The dataset routes (QC, release) get a dataset of their own: a release partitions its cases
+    # at random, and the study the other routes read must not land in the sequestered set.
+    released = _fresh("SITE_A")
+    released.PatientID = "P-RELEASED"
+    assert _store(archive, released, **auth_headers(
+        **{"X-Archive-Site": "SITE_A", "X-Archive-Dataset": "DS2"})).status_code == 200
     params = {"study": stored.StudyInstanceUID, "series": stored.SeriesInstanceUID,
               "instance": stored.SOPInstanceUID, "sop": stored.SOPInstanceUID, "frames": "1",
               "tag": "7FE00010", "case": stored.PatientID, "cohort": cohort.json()["id"],
-              "dataset": "DS1", "number": "999999"}
+              "dataset": "DS2", "number": "999999"}
     routes = [r for r in all_routes() if not r.path.endswith("/publish")] + \
         [r for r in all_routes() if r.path.endswith("/publish")]  # publishing changes 404s: last
     invalid = _invalid_tokens(oidc_provider)
