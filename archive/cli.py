@@ -1,4 +1,4 @@
-"""`archive` command line: serve, db upgrade, import."""
+"""`archive` command line: serve, worker, db upgrade, import."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ def _storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--s3-region", help="S3 region (ARCHIVE_S3_REGION; else AWS_REGION)")
     p.add_argument("--s3-path-style", action="store_true", default=None,
                    help="path-style S3 addressing (ARCHIVE_S3_PATH_STYLE)")
+
+
+def _jobs(p: argparse.ArgumentParser) -> None:
+    """The task queue (archive/tasks/): `archive serve` and `archive worker` run jobs."""
+    p.add_argument("--job-concurrency", help="jobs this node runs at once (ARCHIVE_JOB_CONCURRENCY, 2)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,6 +74,13 @@ def parser() -> argparse.ArgumentParser:
     cli_curation.add_serve_flags(s)
     console.add_serve_flags(s)
     _storage(s)
+    _jobs(s)
+    s.add_argument("--no-jobs", dest="run_jobs", action="store_const", const=False, default=None,
+                   help="do not run queued jobs in this node (ARCHIVE_RUN_JOBS=false)")
+    w = sub.add_parser("worker", help="run queued background jobs only (no HTTP, no DIMSE)")
+    _common(w)
+    _storage(w)
+    _jobs(w)
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     up = dbsub.add_parser("upgrade", help="apply migrations and exit")
@@ -122,7 +134,8 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
             "trusted_proxies", "check_called_ae", "min_cell_count",
             "storage", "s3_endpoint", "s3_region", "s3_path_style",
             "curator_token_file", "tls_cert", "tls_key",
-            "dimse_tls_port", "dimse_tls_ca", *cli_keys.SERVE_SETTINGS,
+            "dimse_tls_port", "dimse_tls_ca", "run_jobs", "job_concurrency",
+            *cli_keys.SERVE_SETTINGS,
             *cli_limits.LIMIT_SETTINGS, *cli_curation.SERVE_SETTINGS)
     if getattr(args, "curator_token", None):
         print("archive: warning: --curator-token is deprecated (any local user can read it with "
@@ -167,6 +180,11 @@ def _run(args: argparse.Namespace, settings: config.Settings) -> int:
         return 0
     if args.command == "db":
         return asyncio.run(_db_upgrade(settings))
+    if args.command == "worker":
+        from archive.runtime import run_worker
+
+        asyncio.run(run_worker(settings))
+        return 0
     if args.command == "import":
         from archive.bulk_import import run_import
 

@@ -92,8 +92,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _with_db(settings: Settings, args: argparse.Namespace) -> int:
     from archive.runtime import open_core
 
-    async with open_core(settings, pool_size=2) as core, core.engine.begin() as conn:
-        return await _db_command(conn, args)
+    async with open_core(settings, pool_size=2) as core:
+        async with core.engine.begin() as conn:
+            code = await _db_command(conn, args)
+        if code == 0 and args.command == "mapping" and args.mapping_command == "set":
+            await _wait_reapplied(core)
+        return code
+
+
+async def _wait_reapplied(core: Any) -> None:
+    """The change is committed with its re-apply job; a running node or `archive worker`
+    runs it (archive.tasks) — wait for it briefly, else say it is queued."""
+    from archive.commons.harmonize import REAPPLY_TASK
+    from archive.tasks.status import WAIT_SECONDS, wait_queued
+
+    if not await wait_queued(core.engine, REAPPLY_TASK, WAIT_SECONDS):
+        print("archive: the mapping is saved; re-applying it to the studies is queued and runs "
+              "when `archive serve` or `archive worker` is running", file=sys.stderr)
 
 
 async def _db_command(conn: Any, args: argparse.Namespace) -> int:

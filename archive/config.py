@@ -88,6 +88,10 @@ class Settings:
     max_request_parts: int = 10000  # parts in one STOW-RS body (413 above)
     http_max_header_bytes: int = 8190  # longest request line / header field (aiohttp's default)
     db_idle_release_seconds: float = 10.0  # close pooled connections idle this long (0: never)
+    # issue 15 task queue (archive/tasks/): serve runs jobs too unless told not to
+    run_jobs: bool = True
+    job_concurrency: int = 2  # jobs one node runs at once
+    job_stalled_seconds: float = 30.0  # a worker silent this long is dead: its jobs are retried
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def deidentify_profile(self, site: str | None) -> str:
@@ -261,6 +265,20 @@ def _storage(v: str) -> str:
     return v
 
 
+def _positive_int(v: str) -> int:
+    n = int(v)
+    if n < 1:
+        raise ConfigError(f"must be at least 1, not {v!r}")
+    return n
+
+
+def _positive_float(v: str) -> float:
+    x = float(v)
+    if x <= 0:
+        raise ConfigError(f"must be more than 0, not {v!r}")
+    return x
+
+
 PARSERS: dict[str, Any] = {
     "host": str,
     "http_port": _port,
@@ -317,6 +335,9 @@ PARSERS: dict[str, Any] = {
     "http_body_idle_timeout": float,
     "http_max_header_bytes": int,
     "db_idle_release_seconds": float,
+    "run_jobs": _bool,
+    "job_concurrency": _positive_int,
+    "job_stalled_seconds": _positive_float,
 }
 
 

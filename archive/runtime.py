@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from archive.errors import ConfigError
 from archive.identity import service as identity_service
 from archive.index.engine import create_engine, embedded_postgres, release_idle, upgrade
 from archive.sweep import ensure_paired, sweep_orphans
+from archive.tasks.runner import running_jobs
 from archive.transcode import warm
 from archive.workers import WorkerPool, Workers
 from storage.base import BlobStore
@@ -88,13 +90,16 @@ def open_blobs(settings: Settings) -> BlobStore:
 
 @asynccontextmanager
 async def open_core(
-    settings: Settings, *, workers: Workers | None = None, pool_size: int = 10
+    settings: Settings, *, workers: Workers | None = None, pool_size: int = 10,
+    jobs: bool = False,
 ) -> AsyncIterator[Core]:
     """Database (embedded or URL) → migrations → orphan sweep → Core with its extensions and
     worker pools; on exit: group committer drained, pools and engine closed.
 
     `workers`: pools shared with other runtimes of this process (the caller then owns and
-    closes them); by default the runtime owns fresh ones. Pools start lazily on first use."""
+    closes them); by default the runtime owns fresh ones. Pools start lazily on first use.
+    `jobs`: also run this node's task-queue worker (archive.tasks) on the core, stopped first
+    on exit (`archive serve` unless --no-jobs; `archive worker`)."""
     check_data_dir(settings)  # one clear line, not a traceback, when it is not writable
     own_workers = workers is None
     pools = workers if workers is not None else default_workers()
@@ -118,7 +123,11 @@ async def open_core(
                 engine, settings.db_idle_release_seconds,
                 lambda: group_commit.release_if_idle(core)))
             try:
-                yield core
+                if jobs:
+                    async with running_jobs(core, url):
+                        yield core
+                else:
+                    yield core
             finally:
                 releaser.cancel()
                 await group_commit.close(core)
@@ -130,6 +139,18 @@ async def open_core(
             blobs.close()
             await engine.dispose()
             lock.close()
+
+
+async def run_worker(settings: Settings) -> None:
+    """`archive worker`: a node that only runs jobs (no HTTP, no DIMSE) until SIGTERM/SIGINT,
+    on the same settings and composition root as `archive serve`."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_core(settings, pool_size=settings.job_concurrency + 2, jobs=True):
+        log.info("worker ready", extra={"concurrency": settings.job_concurrency})
+        await stop.wait()
 
 
 def _register_gauges(core: Core) -> None:

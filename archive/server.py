@@ -30,7 +30,7 @@ log = logging.getLogger("archive.server")
 async def running(settings: Settings, workers: Workers | None = None) -> AsyncIterator[Core]:
     """Open the core, start both doors; on exit stop accepting, let in-flight stores finish,
     close cleanly. `workers`: pools shared with other archives in this process (tests)."""
-    async with open_core(settings, workers=workers) as core:
+    async with open_core(settings, workers=workers, jobs=settings.run_jobs) as core:
         assert core.workers is not None
         core.workers.start()  # spawn now, not on the first store or conversion
         tune_pynetdicom()

@@ -66,11 +66,15 @@ async def ensure_paired(engine: Engine, blobs: BlobStore) -> str:
 
 
 async def sweep_orphans(
-    engine: Engine, blobs: BlobStore, grace_seconds: float = GRACE_SECONDS
+    engine: Engine, blobs: BlobStore, grace_seconds: float = GRACE_SECONDS, *,
+    clear_spool: bool = True,
 ) -> dict[str, int]:
-    """Check the pairing, clear the spool, delete journaled orphans; counts of what went."""
+    """Check the pairing, clear the spool, delete journaled orphans; counts of what went.
+
+    `clear_spool=False` for the periodic sweep job (archive.tasks): it runs beside live
+    ingests, whose spooled files are this node's own and not yet journaled."""
     await ensure_paired(engine, blobs)
-    spool = await asyncio.to_thread(blobs.clear_spool)
+    spool = await asyncio.to_thread(blobs.clear_spool) if clear_spool else 0
     removed = 0
     async with engine.connect() as conn:
         dead = await journal.dead_owners(conn)

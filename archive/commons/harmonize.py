@@ -3,9 +3,14 @@
 Every study has a study_harmonization row holding its key (normalized modality group and
 normalized StudyDescription) and, when an *approved* mapping exists for that key, its LOINC
 code and the mapping version that set it. The key is computed at ingest (index hook); when a
-curator changes a mapping, every study with that key is updated in the same transaction, so
-the index never disagrees with the mapping table. Each mapping change gets a new version from
-mapping_history, and the highest version is "the mapping version" cohorts record.
+curator changes a mapping, every study with that key is updated by a queued job (below). Each
+mapping change gets a new version from mapping_history, and the highest version is "the
+mapping version" cohorts record.
+
+A curator's mapping change is committed together with a re-apply job on the task queue
+(archive.tasks, issue 15) instead of updating every study with that key in the request: a key
+may cover a million studies. Any node or `archive worker` runs the job; callers that answer a
+person (the /commons door, the CLI) wait briefly for it (archive.tasks.status.wait_done).
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from archive.commons.normalize import key
 from archive.commons.playbook import Playbook
 from archive.errors import InvalidRequest, NotFound
 from archive.index import commons_harmonize as rows_of
+from archive.index import task_queue as queue
 from archive.index.handles import Connection
+from archive.tasks import names
 
 STATUSES = ("proposed", "approved", "rejected")
+REAPPLY_TASK = names.REAPPLY_MAPPING  # the job archive.tasks.jobs.reapply_mapping runs
 
 
 async def harmonize_study(conn: Connection, facts: Any, study_pk: int) -> None:
@@ -60,9 +68,11 @@ async def set_mapping(conn: Connection, modality: str, description: str,
             "code only - set replace=true to change it")
     version = await rows_of.record_version(conn, m, d, code, status, curator)
     await rows_of.upsert_mapping(conn, m, d, description, code, status, version, curator)
-    updated = await rows_of.reapply_key(conn, m, d, status, code, version)
+    job = await queue.defer(conn, REAPPLY_TASK, {"modality": m, "description": d},
+                            lock=f"harmonize:{m}:{d}")
+    updated = await rows_of.count_with_key(conn, m, d)
     return {"modality": m, "description": d, "loinc_code": code, "status": status,
-            "version": version, "studies_updated": updated}
+            "version": version, "studies_updated": updated, "job": job}
 
 
 async def reapply_all(conn: Connection) -> int:

@@ -16,6 +16,7 @@ from archive.commons.selection import check_pairs, study_select
 from archive.core import Caller, Core
 from archive.errors import Forbidden, InvalidRequest
 from archive.index import commons_caseview, commons_facets
+from archive.tasks.status import WAIT_SECONDS, wait_done
 
 MAPPING_FIELDS = frozenset({"modality", "description", "loinc_code", "status", "replace"})
 
@@ -65,9 +66,10 @@ async def mappings(core: Core, status: str | None) -> Mappings:
 
 async def set_mappings(core: Core, caller: Caller, items: Sequence[Any],
                        curator: str) -> list[dict[str, Any]]:
-    """Apply mapping changes in one transaction (all or none)."""
+    """Apply mapping changes in one transaction (all or none), each with its re-apply job;
+    wait (briefly) for the jobs, so the answer can say the studies carry the new codes."""
     authorize_write(core, caller)
-    results = []
+    results: list[dict[str, Any]] = []
     async with core.engine.begin() as conn:
         for item in items:
             if not isinstance(item, dict):
@@ -79,7 +81,8 @@ async def set_mappings(core: Core, caller: Caller, items: Sequence[Any],
                 conn, str(item.get("modality") or ""), str(item.get("description") or ""),
                 item.get("loinc_code"), str(item.get("status") or "approved"), curator,
                 bool(item.get("replace"))))
-    return results
+    done = await wait_done(core.engine, [r["job"] for r in results], WAIT_SECONDS)
+    return [{**r, "reapplied": done} for r in results]
 
 
 async def terms(core: Core) -> list[dict[str, Any]]:

@@ -44,16 +44,6 @@ _APPLY_ONE = text(
         mapping_version = EXCLUDED.mapping_version, applied_at = now()
     """
 )
-_REAPPLY_KEY = text(
-    """
-    UPDATE study_harmonization SET
-        loinc_code = CASE WHEN CAST(:status AS text) = 'approved' THEN CAST(:code AS text) END,
-        mapping_version = CASE WHEN CAST(:status AS text) = 'approved'
-                               THEN CAST(:version AS bigint) END,
-        applied_at = now()
-    WHERE modality_norm = :m AND description_norm = :d
-    """
-)
 DESCRIPTION_STATUSES = ("unmapped", "mapped", "all")
 
 
@@ -77,11 +67,30 @@ async def apply_keys(conn: AsyncConnection, keys: list[dict[str, Any]]) -> None:
     await conn.execute(_APPLY_ONE, keys)
 
 
-async def reapply_key(conn: AsyncConnection, m: str, d: str, status: str, code: str | None,
-                      version: int) -> int:
-    """Set the code of every study with key (m, d) from a mapping change; the count."""
-    return int((await conn.execute(_REAPPLY_KEY, {"status": status, "code": code,
-                                                  "version": version, "m": m, "d": d})).rowcount)
+_REAPPLY_CURRENT = text(
+    """
+    UPDATE study_harmonization h SET loinc_code = dm.loinc_code, mapping_version = dm.version,
+                                     applied_at = now()
+    FROM (SELECT CAST(:m AS text) AS m, CAST(:d AS text) AS d) AS k
+    LEFT JOIN description_mapping dm ON dm.modality_norm = k.m AND dm.description_norm = k.d
+                                     AND dm.status = 'approved'
+    WHERE h.modality_norm = k.m AND h.description_norm = k.d
+      AND (h.loinc_code, h.mapping_version) IS DISTINCT FROM (dm.loinc_code, dm.version)
+    """
+)
+
+
+async def reapply_current(conn: AsyncConnection, m: str, d: str) -> int:
+    """Bring every study with key (m, d) to the key's mapping as it is *now* (approved code and
+    version, else none); the number changed. Idempotent: a second run changes nothing."""
+    return int((await conn.execute(_REAPPLY_CURRENT, {"m": m, "d": d})).rowcount)
+
+
+async def count_with_key(conn: AsyncConnection, m: str, d: str) -> int:
+    """Studies whose harmonization key is (m, d)."""
+    return int((await conn.execute(select(func.count()).select_from(study_harmonization).where(
+        and_(study_harmonization.c.modality_norm == m,
+             study_harmonization.c.description_norm == d)))).scalar_one())
 
 
 # --- mappings and versions ---------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""The job worker of a node: procrastinate's worker, supervised.
+
+It runs inside `archive serve` (unless `--no-jobs` / ARCHIVE_RUN_JOBS=false) and is all that
+`archive worker` runs, on the node's own `Core` (same settings, engine and blob store).
+
+Supervised because the queue lives in PostgreSQL: when PostgreSQL restarts, procrastinate's
+worker stops (its listener's connection is gone) — the runner starts it again, with growing
+pauses, until the database is back; no node needs a restart.
+
+Cycled because PostgreSQL's "smart" shutdown waits for every session to end, and a worker keeps
+a LISTEN session open forever. So, like the index pool's idle release (archive.index.engine.
+release_idle), every `db_idle_release_seconds` with no job running the worker stops, closes its
+pool and starts again on fresh connections (jobs queued meanwhile are fetched at start; none is
+missed). During a shutdown the fresh connection is refused, and the runner waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from archive.core import Core
+from archive.tasks.app import build_app
+
+log = logging.getLogger("archive.tasks")
+MAX_PAUSE = 30.0
+RESTART_PAUSE = 0.2  # between two cycles of a healthy worker
+
+
+class JobRunner:
+    """Runs this node's worker until cancelled; `busy` counts jobs running right now."""
+
+    def __init__(self, core: Core, url: str) -> None:
+        self.core, self.url = core, url
+        self.busy = 0
+        self.cycles = 0
+        s = core.settings
+        self.stalled = s.job_stalled_seconds
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def _around(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.busy += 1
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                self.busy -= 1
+        return counted
+
+    async def run(self) -> None:
+        pause = 1.0
+        while True:
+            try:
+                healthy = await self._cycle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # PostgreSQL away, pool timeout, …
+                log.warning("job worker stopped (%s); starting again in %.0f s",
+                            exc.__class__.__name__ + (f": {exc}" if str(exc) else ""), pause)
+                healthy = False
+            if healthy:
+                pause = 1.0
+                await asyncio.sleep(RESTART_PAUSE)
+            else:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MAX_PAUSE)
+
+    async def _cycle(self) -> bool:
+        """One worker life; True when it ended because it was idle long enough (a release)."""
+        s = self.core.settings
+        app = build_app(self.url, concurrency=s.job_concurrency, stalled_seconds=self.stalled,
+                        around=self._around)
+        async with app.open_async():
+            self.cycles += 1
+            worker = asyncio.create_task(app.run_worker_async(
+                name=self.name, concurrency=s.job_concurrency, install_signal_handlers=False,
+                additional_context={"core": self.core}, delete_jobs="successful",
+                update_heartbeat_interval=max(self.stalled / 3, 0.5),
+                stalled_worker_timeout=self.stalled, listen_notify=True,
+                fetch_job_polling_interval=5.0))
+            try:
+                return await self._until_idle(worker, s.db_idle_release_seconds)
+            finally:
+                if not worker.done():
+                    worker.cancel()  # graceful: running jobs finish first
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+
+    async def _until_idle(self, worker: asyncio.Task[None], release: float) -> bool:
+        started = time.monotonic()
+        while True:
+            await asyncio.wait({worker}, timeout=release if release > 0 else None)
+            if worker.done():
+                worker.result()  # raises what stopped it
+                raise RuntimeError("the worker stopped (its database connection failed)")
+            if self.busy == 0 and time.monotonic() - started >= release:
+                return True
+
+
+@contextlib.asynccontextmanager
+async def running_jobs(core: Core, url: str) -> Any:
+    """Run this node's job worker for the duration of the block."""
+    runner = JobRunner(core, url)
+    task = asyncio.create_task(runner.run(), name="job-runner")
+    log.info("job worker started", extra={"worker": runner.name,
+                                          "concurrency": core.settings.job_concurrency})
+    try:
+        yield runner
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
