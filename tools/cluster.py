@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A local cluster on loopback: SeaweedFS (S3) + PostgreSQL + two archive nodes.
+"""A local cluster on loopback: SeaweedFS (S3) + PostgreSQL + two archive nodes + one worker.
 
     tools/cluster.sh up      # start everything, print the URLs
     tools/cluster.sh down    # stop what `up` started (by the PIDs it recorded)
@@ -7,8 +7,9 @@
 State lives in $CLUSTER_DIR (default ./.cluster). PostgreSQL: $CLUSTER_DATABASE_URL (a server;
 database `archive_cluster` is created on it) or, if unset, an embedded one from the pgserver
 wheel in $CLUSTER_DIR/postgres. Ports: $CLUSTER_S3_PORT (8333), $CLUSTER_HTTP_PORTS (8081,8082),
-$CLUSTER_DIMSE_PORTS (11113,11114). Migrations run once before the nodes start.
-Multi-node background work (task queue, `archive worker`) is not part of this cluster yet.
+$CLUSTER_DIMSE_PORTS (11113,11114). Migrations run once before the nodes start. Queued jobs
+(archive/tasks/) run on the nodes and on one `archive worker` (no HTTP, no DIMSE; log in
+$CLUSTER_DIR/worker.log): any of the three takes any job.
 """
 
 from __future__ import annotations
@@ -126,14 +127,38 @@ def up() -> int:
                "--http-port", str(http), "--dimse-port", str(dimse), *storage]
         pids.append(_spawn(cmd, f"node{n}.log", AWS))
         urls.append((f"http://127.0.0.1:{http}/dicom-web", f"ARCHIVE@127.0.0.1:{dimse}"))
+    pids.append(_spawn([*archive, "worker", "--data-dir", str(STATE / "worker"),
+                        "--database-url", db, *storage], "worker.log", AWS))
     (STATE / "state.json").write_text(json.dumps(state))
     for web, _ in urls:
         _wait(web + "/studies?limit=1", ())
+    _wait_worker(db)
     print(f"object store  http://127.0.0.1:{s3_port}  (bucket {BUCKET}, key {KEY})")
     print(f"database      {db}")
     for n, (web, door) in enumerate(urls, start=1):
         print(f"node {n}        {web}   DIMSE {door}")
+    print(f"worker        archive worker, pid {pids[-1]} (log {STATE / 'worker.log'})")
     return 0
+
+
+def _wait_worker(db: str, seconds: float = 120) -> None:
+    """Until three job workers (two nodes, one `archive worker`) are registered in the queue."""
+    import asyncio
+
+    import asyncpg
+
+    async def count() -> int:
+        conn = await asyncpg.connect(db)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM procrastinate_workers"))
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + seconds
+    while asyncio.run(count()) < 3:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"cluster: the job workers did not register (logs in {STATE})")
+        time.sleep(0.5)
 
 
 def down() -> int:
