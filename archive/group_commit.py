@@ -147,6 +147,8 @@ class GroupCommitter:
                 stored = await stored_digests(conn, (i.facts.sop_uid for i in batch))
         except UNAVAILABLE as exc:
             raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
+        except DatabaseError as exc:  # e.g. "the database system is shutting down" (57P03)
+            raise _db_error(exc) from exc
         todo = []
         for item in batch:
             if stored.get(item.facts.sop_uid) == item.spooled.sha256:
