@@ -110,6 +110,8 @@ async def running_jobs(core: Core, url: str) -> Any:
     """Run this node's job worker for the duration of the block."""
     if not log.isEnabledFor(logging.DEBUG):  # procrastinate says "Starting worker" each cycle
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
+        # psycopg's pool warns at each failed connection attempt; the runner says it once
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     runner = JobRunner(core, url)
     task = asyncio.create_task(runner.run(), name="job-runner")
     log.info("job worker started", extra={"worker": runner.name,

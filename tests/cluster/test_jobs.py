@@ -97,8 +97,7 @@ class RowLock:
                     "SELECT 1 FROM study_harmonization h JOIN study s ON s.pk = h.study_pk "
                     "WHERE s.study_uid = $1 FOR UPDATE OF h", self.study_uid)
                 self.locked.set()
-                while not self.release.is_set():
-                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(self.release.wait, 120)  # the test's thread sets it
         finally:
             await conn.close()
 
