@@ -78,7 +78,8 @@ class JobRunner:
         s = self.core.settings
         app = build_app(self.url, concurrency=s.job_concurrency, stalled_seconds=self.stalled,
                         around=self._around)
-        async with app.open_async():
+        try:
+            await app.open_async()  # a cancel during the pool's opening still closes it below
             self.cycles += 1
             worker = asyncio.create_task(app.run_worker_async(
                 name=self.name, concurrency=s.job_concurrency, install_signal_handlers=False,
@@ -91,8 +92,12 @@ class JobRunner:
             finally:
                 if not worker.done():
                     worker.cancel()  # graceful: running jobs finish first
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+                await asyncio.wait({worker})  # never raises: what stopped it is raised above
+                if not worker.cancelled():
+                    worker.exception()  # retrieved (logged by the supervisor if it mattered)
+        finally:
+            with contextlib.suppress(Exception):
+                await app.close_async()
 
     async def _until_idle(self, worker: asyncio.Task[None], release: float) -> bool:
         started = time.monotonic()
