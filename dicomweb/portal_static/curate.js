@@ -40,8 +40,9 @@ async function decide(row, suggestion, status, who) {
   try {
     const [done] = (await call('/commons/mappings', { method: 'POST', body: JSON.stringify({
       modality: row.modality, description: row.example, loinc_code: suggestion.loinc_code, status }) }, who)).mappings;
-    say('queue-status', `${verb} ${suggestion.loinc_code} for ${row.modality} “${row.example}”: `
-      + `${fmt(done.studies_updated)} studies updated (mapping version ${done.version}).`);
+    say('queue-status', `${verb} ${suggestion.loinc_code} for ${row.modality} “${row.example}”`
+      + (status === 'approved' ? `: ${fmt(done.studies_updated)} studies now carry it` : '')
+      + ` (mapping version ${done.version}).`);
     await loadQueue(who);
   } catch (err) {
     say('queue-status', `Could not record the decision: ${err.message}`);
@@ -89,7 +90,8 @@ function qcView(qc) {
     ['Unmapped descriptions', (qc.unmapped || []).map((u) => `${u.modality} “${u.example}” (${u.studies})`).join('; ') || 'none'],
     ['Possible PHI in headers', `${fmt(phi.instances_with_findings)} of ${fmt(phi.scanned)} instances scanned`
       + ((phi.findings || []).length ? `: ${phi.findings.map((f) => `${f.keyword} (${f.reason}, ${f.instances})`).join('; ')}` : '')],
-    ['Duplicates', Array.isArray(qc.duplicates) ? (qc.duplicates.length ? JSON.stringify(qc.duplicates) : 'none')
+    ['Duplicates', qc.duplicates && typeof qc.duplicates.count === 'number'
+      ? (qc.duplicates.count ? `${fmt(qc.duplicates.count)}: ${JSON.stringify(qc.duplicates.groups)}` : 'none')
       : JSON.stringify(qc.duplicates)],
   ];
   return el('dl', { class: 'qc' }, ...items.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
@@ -153,7 +155,6 @@ export async function showCurate(you) {
 const ACTIONS = ['Application Activity', 'Audit Log Used', 'Begin Transferring DICOM Instances',
   'DICOM Instances Accessed', 'DICOM Instances Transferred', 'DICOM Study Deleted', 'Export', 'Import',
   'Network Entry', 'Query', 'Security Alert', 'User Authentication'];
-let auditAfter = [];
 
 async function loadAudit(after = null) {
   const q = new URLSearchParams();
@@ -195,7 +196,7 @@ export async function showAudit(you) {
   }
   const select = $('audit-action');
   if (select.options.length <= 1) for (const a of ACTIONS) select.append(el('option', { value: a, text: a }));
-  $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); auditAfter = []; loadAudit(); });
-  $('audit-next').addEventListener('click', () => { auditAfter.push($('audit-next').dataset.after); loadAudit(+$('audit-next').dataset.after); });
+  $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadAudit(); });
+  $('audit-next').addEventListener('click', () => loadAudit(+$('audit-next').dataset.after));
   await loadAudit();
 }
