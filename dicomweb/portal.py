@@ -43,9 +43,10 @@ RESERVED = frozenset({"facet", "cohort", "sort", "order", "offset", "limit", "ta
 NO_CACHE = {"Cache-Control": "no-cache"}
 
 
-def _json(data: Any) -> web.Response:
+def _json(data: Any, vary: str | None = None) -> web.Response:
+    headers = {**NO_CACHE, "Vary": vary} if vary else NO_CACHE
     return web.Response(text=json.dumps(data, default=str), content_type="application/json",
-                        headers=NO_CACHE)
+                        headers=headers)
 
 
 def filter_pairs(request: web.Request) -> list[tuple[str, str]]:
@@ -113,7 +114,8 @@ async def get_config(request: web.Request) -> web.Response:
                   "viewer": settings.viewer_dir is not None,
                   "min_cell_count": settings.min_cell_count,
                   "facets": explore.facet_catalog(),
-                  "oidc": oidc_client(request), "you": you(request)})
+                  "oidc": oidc_client(request), "you": you(request)},
+                 vary="Authorization")
 
 
 async def index(request: web.Request) -> web.StreamResponse:
