@@ -19,7 +19,8 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from archive.core import Core
 from archive.errors import ArchiveError
 from archive.retrieve import locate_keys
-from dimse import bridge
+from dimse import audit, bridge
+from dimse.peers import identity_of
 from dimse.retrieve_scp import (
     PATIENT_ROOT_GET,
     STUDY_ROOT_GET,
@@ -47,14 +48,20 @@ def service(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
 
 def handle_get(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
     """EVT_C_GET handler: yields the sub-operation count, then (Pending, data set) pairs."""
+    identity = identity_of(event.assoc, core)
+    keys = None
     try:
         keys = keys_from(event.identifier, event.context.abstract_syntax)
         located = bridge.run(loop, locate_keys(core, caller_for(event, core), keys))
     except ArchiveError as exc:
         log.info("c-get refused: %s", exc.reason)
+        audit.begin_transferring(core, loop, event.assoc, identity, "C-GET",
+                                 keys.studies if keys else (), instances=0, refused=exc)
         yield 1  # pynetdicom needs a count before a failure status can be sent
         yield retrieve_refusal(exc), None
         return
+    audit.begin_transferring(core, loop, event.assoc, identity, "C-GET",
+                             (loc.study_uid for loc in located), instances=len(located))
     yield len(located)
     for loc in located:
         if event.is_cancelled:

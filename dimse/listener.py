@@ -19,7 +19,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from archive import tls
 from archive.core import Core
 from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
-from dimse import find, get, move, peers
+from dimse import audit, find, get, move, peers
 from dimse.limits import apply_limits, association_counters
 from dimse.permissions import handle_echo
 from dimse.store import handle_store
@@ -42,12 +42,12 @@ def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
 
 def _identity(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
     """Identify every association when it is requested (dimse.peers), before any service."""
-    return [(evt.EVT_REQUESTED, peers.on_requested, [core])]
+    return [(evt.EVT_REQUESTED, peers.on_requested, [core, loop])]
 
 
 def services() -> list[Service]:
     """Registered DIMSE services: storage here, query/retrieve in their own modules."""
-    return [_identity, _storage, find.service, get.service, move.service]
+    return [_identity, _storage, find.service, get.service, move.service, audit.service]
 
 
 class Listener:

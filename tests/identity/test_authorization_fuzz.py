@@ -50,7 +50,8 @@ def _b64(data: bytes) -> str:
 
 
 def _jwt(header: Any, payload: Any = None, signature: bytes = b"sig") -> str:
-    enc = (lambda v: _b64(v if isinstance(v, bytes) else json.dumps(v).encode()))
+    def enc(v: Any) -> str:
+        return _b64(v if isinstance(v, bytes) else json.dumps(v).encode())
     return f"{enc(header)}.{enc(payload if payload is not None else {'sub': 'x'})}.{_b64(signature)}"
 
 
@@ -83,7 +84,7 @@ def classify(status: int, headers: dict[str, str]) -> str:
 def _parser_may_refuse(values: list[bytes], limit: int) -> bool:
     """True when aiohttp's parser rejects the header before the archive sees it."""
     return any(len(v) + len(b"Authorization: ") > limit
-               or any(b < 0x20 and b != 0x09 or b == 0x7F for b in v) for v in values)
+               or any((b < 0x20 and b != 0x09) or b == 0x7F for b in v) for v in values)
 
 
 class Fuzz:
@@ -154,7 +155,8 @@ def hand_cases(real: dict[str, str]) -> list[list[bytes]]:
     jwt_ = real["oidc"]
     head, payload, sig = jwt_.split(".")
     claims = jwt.decode(jwt_, options={"verify_signature": False})
-    b = (lambda s: s.encode("latin-1", "replace") if isinstance(s, str) else s)
+    def b(s: str | bytes) -> bytes:
+        return s.encode("latin-1", "replace") if isinstance(s, str) else s
     cases: list[Any] = [
         "garbage", "Bearer garbage", "Bearer " + "A" * 100_000, "A" * 100_000,
         "Bearer " + "A" * 8000,  # fits the header limit: an unknown token
