@@ -18,12 +18,15 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from archive import tls
 from archive.core import Core
-from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from archive.transfer_syntax import (
+    DIMSE_STORAGE_TRANSFER_SYNTAXES,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+)
 from dimse import audit, find, get, move, peers
 from dimse.limits import apply_limits, association_counters
 from dimse.permissions import handle_echo
 from dimse.store import handle_store
-from dimse.syntaxes import STORAGE_TRANSFER_SYNTAXES
 
 log = logging.getLogger("dimse")
 
@@ -35,7 +38,7 @@ Service = Callable[[AE, Core, asyncio.AbstractEventLoop], list[Any]]
 def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
     for cx in AllStoragePresentationContexts:
         if cx.abstract_syntax:
-            ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
+            ae.add_supported_context(cx.abstract_syntax, DIMSE_STORAGE_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, [EXPLICIT_VR_LE, IMPLICIT_VR_LE])
     return [(evt.EVT_C_STORE, handle_store, [core, loop]), (evt.EVT_C_ECHO, handle_echo, [core])]
 
