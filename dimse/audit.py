@@ -53,10 +53,16 @@ def record(core: Core, loop: asyncio.AbstractEventLoop | None, event: AuditEvent
         log.warning("audit event lost at shutdown", extra={"action": event.action.value})
 
 
-def _called_ae(assoc: Any) -> str:
+def _ae_title(assoc: Any, which: str) -> str:
+    """The A-ASSOCIATE-RQ's `called_ae_title` or `calling_ae_title` (dimse.peers imports
+    this module, so it does not use dimse.peers.calling_aet)."""
     primitive = getattr(assoc.requestor, "primitive", None)
-    aet = getattr(primitive, "called_ae_title", "") if primitive is not None else ""
+    aet = getattr(primitive, which, "") if primitive is not None else ""
     return (aet.decode() if isinstance(aet, bytes) else str(aet)).strip()
+
+
+def _called_ae(assoc: Any) -> str:
+    return _ae_title(assoc, "called_ae_title")
 
 
 def _door(service: str, assoc: Any, **more: Any) -> dict[str, Any]:
@@ -131,13 +137,12 @@ def on_rejected(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> None
     assoc = event.assoc
     if not assoc.is_acceptor:
         return
-    from dimse.peers import calling_aet
-
     called = _called_ae(assoc)
     reason = (f"called AE title {called!r} is not {core.settings.ae_title!r}"
               if core.settings.check_called_ae and called != core.settings.ae_title
               else "association refused in negotiation (association limit or AE title)")
-    rejected(core, loop, assoc, calling_aet(assoc), str(assoc.requestor.address), reason)
+    rejected(core, loop, assoc, _ae_title(assoc, "calling_ae_title"),
+             str(assoc.requestor.address), reason)
 
 
 def query(core: Core, loop: asyncio.AbstractEventLoop, assoc: Any, identity: Identity, *,

@@ -81,7 +81,7 @@ def test_dimse_services_and_rejections_are_audited(
         server_factory: Callable[..., RunningArchive], receiver_factory: Callable[..., Receiver],  # noqa: F811
         tmp_path: Path) -> None:
     rx = receiver_factory()
-    archive = server_factory(restrict_peers=True, peers=(
+    archive = server_factory(restrict_peers=True, check_called_ae=True, peers=(
         Peer("MODALITY", HOST, 104, "SITE_A"), Peer("OTHERSITE", HOST, 104, "SITE_B"),
         Peer("RECEIVER", HOST, rx.port), Peer("FARAWAY", "192.0.2.77", 104)))
     host, port, called = archive.dimse
@@ -148,14 +148,16 @@ def test_dimse_services_and_rejections_are_audited(
                       action="Begin Transferring DICOM Instances", actor="MODALITY")
     assert any(x["outcome"] == 4 and x["detail"]["destination"] == "NOBODY" for x in nowhere)
 
-    # rejected associations: an unknown AE title, and a peer's title from another host
-    for aet in ("STRANGER", "FARAWAY"):
-        run = _dcmtk("echoscu", "-aet", aet, "-aec", called, host, str(port))
+    # rejected associations: an unknown AE title, a peer's title from another host, and (by
+    # pynetdicom's own negotiation, --check-called-ae) a configured peer calling the wrong AE
+    for aet, to in (("STRANGER", called), ("FARAWAY", called), ("OTHERSITE", "NOT_ME")):
+        run = _dcmtk("echoscu", "-aet", aet, "-aec", to, host, str(port))
         assert run.returncode != 0
-    rejected = _events(archive, lambda ev: len(ev) >= 2, action="User Authentication")
+    rejected = _events(archive, lambda ev: len(ev) >= 3, action="User Authentication")
     by_actor = {x["actor"]: x for x in rejected}
-    assert set(by_actor) == {"STRANGER", "FARAWAY"}, rejected
-    for aet, reason in (("STRANGER", "not a configured peer"), ("FARAWAY", "configured host")):
+    assert set(by_actor) == {"STRANGER", "FARAWAY", "OTHERSITE"}, rejected
+    for aet, reason in (("STRANGER", "not a configured peer"), ("FARAWAY", "configured host"),
+                        ("OTHERSITE", "called AE title 'NOT_ME'")):
         x = by_actor[aet]
         assert (x["outcome"], x["source"], x["kind"], x["role"]) == (4, HOST, "dimse", None)
         assert reason in x["detail"]["reason"] and x["detail"]["service"] == "A-ASSOCIATE"
