@@ -110,6 +110,8 @@ study = Table(
     # (migration 0020) what an ordinary reader lists: neither sequestered nor staged
     Index('study_listed_pk_idx', 'pk', postgresql_where=text(
         "collection <> 'sequestered'::text AND collection <> 'staged'::text")),
+    Index('study_listed_patient_idx', 'patient_pk', 'pk', postgresql_where=text(
+        "collection <> 'sequestered'::text AND collection <> 'staged'::text")),
 )
 
 series = Table(
