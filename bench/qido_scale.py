@@ -287,6 +287,19 @@ async def sizes(url: str) -> dict[str, Any]:
     return {"database_bytes": db, "tables": tables, "indexes": indexes, "visible_studies": visible}
 
 
+def downgrade(url: str, revision: str) -> None:
+    """Alembic downgrade with the project's migrations (to measure the schema before a change)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from archive.index.engine import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["database_url"] = url
+    command.downgrade(cfg, revision)
+
+
 async def _database_stamp(url: str) -> str:
     conn = await asyncpg.connect(sync_url(url))
     try:
@@ -317,10 +330,12 @@ def pair(url: str, data_dir: Path) -> None:
         blobs.close()
 
 
-def serve(url: str, work: Path, env: dict[str, str] | None = None
+def serve(url: str, work: Path, env: dict[str, str] | None = None, src: Path = ROOT
           ) -> tuple[subprocess.Popen[bytes], str]:
     """A real `archive serve` on the database (its own process, as in production); `env`
-    adds settings (e.g. ARCHIVE_CURATOR_TOKEN for a writer)."""
+    adds settings (e.g. ARCHIVE_CURATOR_TOKEN for a writer); `src` is the source tree it runs
+    (another checkout measures the code before a change). It migrates the database to its
+    own head on start, as every node does."""
     http, dimse = free_port(), free_port()
     work.mkdir(parents=True, exist_ok=True)
     pair(url, work / "data")
@@ -329,8 +344,8 @@ def serve(url: str, work: Path, env: dict[str, str] | None = None
         [sys.executable, "-m", "archive", "serve", "--data-dir", str(work / "data"),
          "--database-url", url, "--http-port", str(http), "--dimse-port", str(dimse),
          "--log-level", "WARNING"],
-        env=os.environ | (env or {}) | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-        stderr=log)
+        env=os.environ | (env or {}) | {"PYTHONPATH": str(src)}, stdout=subprocess.DEVNULL,
+        stderr=log, cwd=src)
     base = f"http://127.0.0.1:{http}/dicom-web"
     for _ in range(600):
         try:
@@ -501,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", nargs="+", metavar="DB",
                     help="kept databases, one per --instances size (no fill)")
     ap.add_argument("--fill-only", action="store_true", help="fill (and keep), do not measure")
+    ap.add_argument("--archive-src", type=Path, default=ROOT,
+                    help="source tree of the archive to serve (default: this one)")
+    ap.add_argument("--downgrade-to", metavar="REVISION",
+                    help="first downgrade the (reused) databases to this Alembic revision")
     ap.add_argument("--nice", type=int, default=10,
                     help="niceness of the PostgreSQL backend that fills (0 on a crowded machine)")
     ap.add_argument("--explain", nargs="+", metavar="QUERY",
@@ -524,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n, name in zip(args.instances, names, strict=True):
             url = _with_db(server, name)
+            if args.downgrade_to:
+                downgrade(url, args.downgrade_to)
             entry: dict[str, Any] = {"database": name, **shape(n)}
             if not args.reuse:
                 asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
@@ -550,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.fill_only:
             servers: dict[int, str] = {}
             for n, name in zip(args.instances, names, strict=True):
-                proc, base = serve(_with_db(server, name), work / name)
+                proc, base = serve(_with_db(server, name), work / name, src=args.archive_src)
                 procs.append(proc)
                 servers[n] = base
             visible = {n: result["sizes"][str(n)]["sizes"]["visible_studies"] for n in servers}
