@@ -69,6 +69,11 @@ def parser() -> argparse.ArgumentParser:
                    help="counts below N are shown as '< N' in the portal and /commons/explore "
                         "(ARCHIVE_MIN_CELL_COUNT, 0 = off)")
     s.add_argument("--viewer-dir", help="prebuilt OHIF dist/ served at /viewer/ (ARCHIVE_VIEWER_DIR)")
+    s.add_argument("--portal-oidc-client-id",
+                   help="public OIDC client of the portal's sign-in at --oidc-issuer "
+                        "(ARCHIVE_PORTAL_OIDC_CLIENT_ID, off)")
+    s.add_argument("--portal-oidc-scope",
+                   help="scopes the portal asks for (ARCHIVE_PORTAL_OIDC_SCOPE, openid)")
     cli_keys.add_serve_flags(s)
     cli_limits.add_limit_flags(s)
     cli_curation.add_serve_flags(s)
@@ -134,7 +139,8 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
             "trusted_proxies", "check_called_ae", "min_cell_count",
             "storage", "s3_endpoint", "s3_region", "s3_path_style",
             "curator_token_file", "tls_cert", "tls_key",
-            "dimse_tls_port", "dimse_tls_ca", "run_jobs", "job_concurrency",
+            "dimse_tls_port", "dimse_tls_ca", "portal_oidc_client_id", "portal_oidc_scope",
+            "run_jobs", "job_concurrency",
             *cli_keys.SERVE_SETTINGS,
             *cli_limits.LIMIT_SETTINGS, *cli_curation.SERVE_SETTINGS)
     if getattr(args, "curator_token", None):

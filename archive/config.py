@@ -88,6 +88,10 @@ class Settings:
     max_request_parts: int = 10000  # parts in one STOW-RS body (413 above)
     http_max_header_bytes: int = 8190  # longest request line / header field (aiohttp's default)
     db_idle_release_seconds: float = 10.0  # close pooled connections idle this long (0: never)
+    # the portal's sign-in (issue 17): a public OIDC client (authorization code + PKCE) at
+    # the --oidc-issuer; no client secret, the browser holds none
+    portal_oidc_client_id: str | None = None
+    portal_oidc_scope: str = "openid"
     # issue 15 task queue (archive/tasks/): serve runs jobs too unless told not to
     run_jobs: bool = True
     job_concurrency: int = 2  # jobs one node runs at once
@@ -335,6 +339,8 @@ PARSERS: dict[str, Any] = {
     "http_body_idle_timeout": float,
     "http_max_header_bytes": int,
     "db_idle_release_seconds": float,
+    "portal_oidc_client_id": lambda v: v or None,
+    "portal_oidc_scope": lambda v: " ".join(str(v).split()) or "openid",
     "run_jobs": _bool,
     "job_concurrency": _positive_int,
     "job_stalled_seconds": _positive_float,

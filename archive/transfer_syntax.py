@@ -39,5 +39,13 @@ COMPRESSED = (
     MPEG4_AVC,
 )
 KNOWN_TRANSFER_SYNTAXES = frozenset(UNCOMPRESSED + COMPRESSED)
+# Not negotiated over DIMSE (STOW-RS and `archive import` take them): HTJ2K and video, which
+# few modalities send and whose presentation contexts would only lengthen every negotiation.
+NOT_OVER_DIMSE = frozenset({HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, HTJ2K, MPEG2_MPML, MPEG4_AVC})
+# What the DIMSE door accepts for storage (C-STORE, and C-GET's sub-operations), derived from
+# the lists above so the doors cannot drift apart; the native little endian ones first.
+DIMSE_STORAGE_TRANSFER_SYNTAXES = [EXPLICIT_VR_LE, IMPLICIT_VR_LE] + [
+    ts for ts in UNCOMPRESSED + COMPRESSED
+    if ts not in (EXPLICIT_VR_LE, IMPLICIT_VR_LE) and ts not in NOT_OVER_DIMSE]
 # Image syntaxes whose pixel data are lossy: once stored so, no lossless representation exists.
 LOSSY = frozenset({JPEG_BASELINE, JPEG_EXTENDED, JPEG_LS_NEAR_LOSSLESS, JPEG_2000, HTJ2K})

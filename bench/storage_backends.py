@@ -36,6 +36,7 @@ from tests.conftest import free_port
 from tests.s3 import BUCKET, SeaweedFS, weed_binary
 
 ROOT = Path(__file__).resolve().parents[1]
+TOKEN = uuid.uuid4().hex  # a curator token for the servers of this run: anonymous STOW is refused
 
 AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 OCTET = "multipart/related; type=application/octet-stream; transfer-syntax=*"
@@ -56,7 +57,8 @@ def _serve(data: Path, db: str, storage: list[str], env: dict[str, str]) -> tupl
     cmd = [sys.executable, "-m", "archive", "serve", "--data-dir", str(data), "--database-url", db,
            "--http-port", str(http), "--dimse-port", str(dimse), "--log-level", "WARNING",
            *storage]
-    proc = subprocess.Popen(cmd, env=os.environ | env | {"PYTHONPATH": str(ROOT)},
+    proc = subprocess.Popen(cmd, env=os.environ | env | {"PYTHONPATH": str(ROOT),
+                                                         "ARCHIVE_CURATOR_TOKEN": TOKEN},
                             stdout=subprocess.DEVNULL,
                             stderr=open(data.parent / "serve.log", "ab"))  # noqa: SIM115
     url = f"http://127.0.0.1:{http}/dicom-web"
@@ -81,7 +83,7 @@ def _body(parts: list[bytes]) -> bytes:
 def _stow(url: str, parts: list[bytes]) -> None:
     r = requests.post(url + "/studies", data=_body(parts), timeout=300, headers={
         "Content-Type": 'multipart/related; type="application/dicom"; boundary=B',
-        "Accept": "application/dicom+json"})
+        "Accept": "application/dicom+json", "Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 200, r.text[:500]
 
 

@@ -1,7 +1,8 @@
 """Who is asking over HTTP, and may they: one middleware for every request of the door.
 
 `auth_middleware` authenticates each request once (RFC 6750 bearer: an OIDC JWT, an API key or
-the legacy `--curator-token`; no header → the `--anonymous-role` identity), keeps the Identity
+the legacy `--curator-token`; no header → the `--anonymous-role` identity; several headers or
+an empty one → 400 `invalid_request`), keeps the Identity
 on the request, then enforces the Permission the matched route declares in `dicomweb.routes`
 (the one table). Bad credentials are a 401 `invalid_token` wherever they are sent, never a fall
 back to anonymous. Handlers derive the core's `Caller` from the identity (`caller_from_request`);
@@ -61,12 +62,22 @@ def enforce(identity: Identity, permission: Permission | None) -> None:
     require(identity, permission)
 
 
+def authorization_header(request: web.Request) -> str | None:
+    """The one Authorization value; None when there is none. Several Authorization headers
+    are one malformed credential (RFC 6750 §3.1 "repeats the same parameter": 400): a proxy
+    may have checked one and we would act on another."""
+    values = request.headers.getall("Authorization", [])
+    if len(values) > 1:
+        return ""  # what the authenticator calls malformed credentials
+    return values[0] if values else None
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     core = request.app[CORE]
     assert core.identity is not None, "the runtime starts the identity service"
     identity = await core.identity.authenticator.identify(
-        request.headers.get("Authorization"), request.remote)  # InvalidToken → 401
+        authorization_header(request), request.remote)  # InvalidToken → 401 (or 400, see errors)
     request[IDENTITY] = identity
     permission = route_permission(request)
     if permission is None and request.match_info.http_exception is None:

@@ -21,6 +21,7 @@ log = logging.getLogger("dicomweb")
 
 STATUS: list[tuple[type[e.ArchiveError], int]] = [
     (auth.Unauthenticated, 401),
+    (auth.MalformedCredentials, 400),  # RFC 6750 §3.1 invalid_request
     (auth.InvalidToken, 401),
     (auth.Forbidden, 403),
     (e.NotFound, 404),
@@ -75,8 +76,12 @@ RETRY_AFTER_SECONDS = 5
 
 
 def challenge(exc: e.ArchiveError) -> str | None:
-    """RFC 6750 §3 WWW-Authenticate for a 401: bare for missing credentials, `invalid_token`
-    (with its reason) for bad ones."""
+    """RFC 6750 §3 WWW-Authenticate for a 401: bare for missing credentials or another scheme,
+    `invalid_token` (with its reason) for bad ones; `invalid_request` for a malformed header."""
+    if isinstance(exc, auth.MalformedCredentials):
+        return 'Bearer realm="archive", error="invalid_request"'
+    if isinstance(exc, auth.UnsupportedScheme):
+        return 'Bearer realm="archive"'  # RFC 6750 §3: no error code for another scheme
     if isinstance(exc, auth.InvalidToken):
         reason = " ".join(exc.reason.split()).replace('"', "'").replace("\\", "/")
         return (f'Bearer realm="archive", error="invalid_token", '

@@ -9,7 +9,10 @@ A translation layer only. The pages are static files shipped inside the package
 - `GET /commons/explore/studies|cases?<filters>&sort=&order=asc|desc&offset=&limit=`: one page
   of the results table (`archive.commons.explore.page`);
 - `GET /portal/config.json`: what the page needs to know about this server (viewer hosted,
-  minimum cell count, service roots).
+  minimum cell count, service roots, the OpenID provider and public client of its sign-in) and
+  about the caller (`you`: role, site, and which curator views to offer). The page shows
+  controls by `you`, but every action it takes is a call to the same API as scripts use, which
+  decides again (a reader who forges the page still gets 403).
 
 Filters are QIDO-RS query pairs (DICOM keys and `commons.` keys), exactly what a cohort
 freezes and what `/dicom-web/studies` answers, so the page's counts are QIDO's counts. With
@@ -29,7 +32,8 @@ from aiohttp import web
 
 from archive.commons import explore
 from archive.errors import InvalidQuery
-from dicomweb.auth import caller_from_request
+from archive.identity.roles import Permission, allows
+from dicomweb.auth import caller_from_request, identity_of, roles_of
 from dicomweb.keys import CORE
 from dicomweb.urls import ROOT, base_url
 
@@ -39,9 +43,10 @@ RESERVED = frozenset({"facet", "cohort", "sort", "order", "offset", "limit", "ta
 NO_CACHE = {"Cache-Control": "no-cache"}
 
 
-def _json(data: Any) -> web.Response:
+def _json(data: Any, vary: str | None = None) -> web.Response:
+    headers = {**NO_CACHE, "Vary": vary} if vary else NO_CACHE
     return web.Response(text=json.dumps(data, default=str), content_type="application/json",
-                        headers=NO_CACHE)
+                        headers=headers)
 
 
 def filter_pairs(request: web.Request) -> list[tuple[str, str]]:
@@ -79,12 +84,38 @@ def rows_handler(tab: str) -> Any:
     return handler
 
 
+def oidc_client(request: web.Request) -> dict[str, str] | None:
+    """The sign-in the page offers: the provider (--oidc-issuer) and the portal's public client;
+    None unless both are configured. No secret: a browser cannot keep one (PKCE instead)."""
+    settings = request.app[CORE].settings
+    if not (settings.oidc_issuer and settings.portal_oidc_client_id):
+        return None
+    return {"issuer": settings.oidc_issuer, "client_id": settings.portal_oidc_client_id,
+            "scope": settings.portal_oidc_scope,
+            "redirect_uri": f"{base_url(request)}{MOUNT}/?view=signin",
+            "post_logout_redirect_uri": f"{base_url(request)}{MOUNT}/"}
+
+
+def you(request: web.Request) -> dict[str, Any]:
+    """Who the page is talking for, as the archive sees the request's credentials."""
+    identity = identity_of(request)
+    return {"signed_in": not identity.is_anonymous, "kind": str(identity.kind),
+            "subject": identity.subject,
+            "role": identity.role.label if identity.role is not None else None,
+            "roles": sorted(roles_of(identity)), "site": identity.site,
+            "can": {"curate": allows(identity, Permission.MAPPING_WRITE),
+                    "release": allows(identity, Permission.SEQUESTERED),
+                    "audit": allows(identity, Permission.AUDIT_READ)}}
+
+
 async def get_config(request: web.Request) -> web.Response:
     settings = request.app[CORE].settings
     return _json({"dicomweb_root": base_url(request) + ROOT, "base_url": base_url(request),
                   "viewer": settings.viewer_dir is not None,
                   "min_cell_count": settings.min_cell_count,
-                  "facets": explore.facet_catalog()})
+                  "facets": explore.facet_catalog(),
+                  "oidc": oidc_client(request), "you": you(request)},
+                 vary="Authorization")
 
 
 async def index(request: web.Request) -> web.StreamResponse:

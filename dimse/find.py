@@ -31,7 +31,8 @@ from archive.errors import ArchiveError, InvalidQuery
 from archive.query import Level, parse_query, search
 from archive.query.spec import QuerySpec
 from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
-from dimse import bridge
+from dimse import audit, bridge
+from dimse.peers import identity_of
 from dimse.statuses import (
     FIND_CANCELLED,
     FIND_PENDING,
@@ -183,7 +184,37 @@ def _no_delay(event: Any) -> None:
 
 
 def handle_find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
-    """EVT_C_FIND handler (a generator, run in the association thread)."""
+    """EVT_C_FIND handler (a generator, run in the association thread); each request is
+    audited as a Query (dimse.audit) with its matching keys, match count and final status."""
+    matches, final = 0, UNABLE_TO_PROCESS
+    try:
+        for code, answer_ds in _find(event, core, loop):
+            value = int(getattr(code, "Status", code))
+            if value in (FIND_PENDING, 0xFF01):
+                matches += 1
+            else:
+                final = value
+            yield code, answer_ds
+    finally:
+        _audit_query(event, core, loop, matches, final)
+
+
+def _audit_query(event: Any, core: Core, loop: asyncio.AbstractEventLoop, matches: int,
+                 final: int) -> None:
+    try:
+        ds = event.identifier
+        level = str(ds.get("QueryRetrieveLevel", "") or "").strip().upper()
+        pairs = identifier_pairs(ds)
+        studies = [v for k, v in pairs if k == UNIQUE[Level.STUDY] and v and "*" not in v
+                   and "?" not in v]
+    except Exception:  # an identifier pydicom cannot decode: audited without its keys
+        level, pairs, studies = "", [], []
+    audit.query(core, loop, event.assoc, identity_of(event.assoc, core), level=level,
+                pairs=pairs, studies=[u for v in studies for u in v.split("\\")],
+                matches=matches, status=final)
+
+
+def _find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
     model = str(event.request.AffectedSOPClassUID)
     _no_delay(event)
     try:

@@ -18,12 +18,15 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from archive import tls
 from archive.core import Core
-from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE
-from dimse import find, get, move, peers
+from archive.transfer_syntax import (
+    DIMSE_STORAGE_TRANSFER_SYNTAXES,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+)
+from dimse import audit, find, get, move, peers
 from dimse.limits import apply_limits, association_counters
 from dimse.permissions import handle_echo
 from dimse.store import handle_store
-from dimse.syntaxes import STORAGE_TRANSFER_SYNTAXES
 
 log = logging.getLogger("dimse")
 
@@ -35,19 +38,19 @@ Service = Callable[[AE, Core, asyncio.AbstractEventLoop], list[Any]]
 def _storage(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
     for cx in AllStoragePresentationContexts:
         if cx.abstract_syntax:
-            ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
+            ae.add_supported_context(cx.abstract_syntax, DIMSE_STORAGE_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, [EXPLICIT_VR_LE, IMPLICIT_VR_LE])
     return [(evt.EVT_C_STORE, handle_store, [core, loop]), (evt.EVT_C_ECHO, handle_echo, [core])]
 
 
 def _identity(ae: AE, core: Core, loop: asyncio.AbstractEventLoop) -> list[Any]:
     """Identify every association when it is requested (dimse.peers), before any service."""
-    return [(evt.EVT_REQUESTED, peers.on_requested, [core])]
+    return [(evt.EVT_REQUESTED, peers.on_requested, [core, loop])]
 
 
 def services() -> list[Service]:
     """Registered DIMSE services: storage here, query/retrieve in their own modules."""
-    return [_identity, _storage, find.service, get.service, move.service]
+    return [_identity, _storage, find.service, get.service, move.service, audit.service]
 
 
 class Listener:

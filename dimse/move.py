@@ -20,8 +20,9 @@ from archive.core import Core
 from archive.errors import ArchiveError
 from archive.retrieve import Located, locate_keys
 from archive.transfer_syntax import EXPLICIT_VR_LE, IMPLICIT_VR_LE, UNCOMPRESSED
-from dimse import bridge
+from dimse import audit, bridge
 from dimse.get import QR_SYNTAXES
+from dimse.peers import identity_of
 from dimse.retrieve_scp import (
     PATIENT_ROOT_MOVE,
     STUDY_ROOT_MOVE,
@@ -67,20 +68,31 @@ def handle_move(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iter
     """EVT_C_MOVE handler: destination, sub-operation count, then (Pending, data set) pairs."""
     destination = str(event.move_destination or "").strip()
     peer = core.settings.peer(destination) if destination else None
+    identity = identity_of(event.assoc, core)
     if peer is None:
         log.info("c-move to unknown destination %r", destination)
+        audit.begin_transferring(core, loop, event.assoc, identity, "C-MOVE", (), instances=0,
+                                 destination=destination,
+                                 refused=ArchiveError("move destination unknown"))
         yield None, None  # pynetdicom answers 0xA801 Move Destination unknown
         return
+    keys = None
     try:
         keys = keys_from(event.identifier, event.context.abstract_syntax)
         located = bridge.run(loop, locate_keys(core, caller_for(event, core), keys))
     except ArchiveError as exc:
         log.info("c-move refused: %s", exc.reason)
+        audit.begin_transferring(core, loop, event.assoc, identity, "C-MOVE",
+                                 keys.studies if keys else (), instances=0,
+                                 destination=destination, refused=exc)
         # pynetdicom only sends a failure status after associating with the destination
         yield peer.host, peer.port, {"contexts": [build_context(VERIFICATION)]}
         yield 1
         yield retrieve_refusal(exc), None
         return
+    audit.begin_transferring(core, loop, event.assoc, identity, "C-MOVE",
+                             (loc.study_uid for loc in located), instances=len(located),
+                             destination=destination)
     yield peer.host, peer.port, {"contexts": contexts_for(located)}
     yield len(located)
     store = None

@@ -9,6 +9,7 @@ log line carries calling AE, address and identity.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any
@@ -17,6 +18,7 @@ from archive.core import Core
 from archive.identity.dimse_peer import identify
 from archive.identity.errors import Forbidden
 from archive.identity.roles import Identity, Kind
+from dimse import audit
 
 log = logging.getLogger("dimse.peers")
 
@@ -36,8 +38,9 @@ def has_client_certificate(assoc: Any) -> bool:
     return isinstance(sock, ssl.SSLSocket) and bool(sock.getpeercert())
 
 
-def on_requested(event: Any, core: Core) -> None:
-    """EVT_REQUESTED handler: identify the caller or reject the association."""
+def on_requested(event: Any, core: Core, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """EVT_REQUESTED handler: identify the caller or reject the association (audited as a
+    failed User Authentication)."""
     assoc = event.assoc
     aet, address = calling_aet(assoc), str(assoc.requestor.address)
     tls = has_client_certificate(assoc)
@@ -50,6 +53,7 @@ def on_requested(event: Any, core: Core) -> None:
         # rejection does: kill() lets the DUL send the A-ASSOCIATE-RJ before the socket closes
         assoc.acse.send_reject(0x01, 0x01, 0x03)
         assoc.kill()
+        audit.rejected(core, loop, assoc, aet, address, exc.reason)
         return
     setattr(assoc, _ATTR, identity)
     log.info("association requested", extra={

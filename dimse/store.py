@@ -19,7 +19,8 @@ from archive.blobs import spool_file
 from archive.core import Core
 from archive.errors import ArchiveError
 from archive.ingest import ingest
-from dimse import bridge
+from dimse import audit, bridge
+from dimse.peers import identity_of
 from dimse.permissions import caller_for
 from dimse.statuses import PROCESSING_FAILURE, SUCCESS, status, store_failure
 from storage.base import Spooled
@@ -41,10 +42,12 @@ def take_over(core: Core, source: Path) -> Spooled:
 
 def handle_store(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Dataset:
     """EVT_C_STORE handler (runs in the association thread)."""
+    done = audit.tally(event.assoc, identity_of(event.assoc, core))  # audited at release
     try:
         caller = caller_for(event, core)
         spooled = take_over(core, event.dataset_path)
     except ArchiveError as exc:
+        done.failure(exc)
         return store_failure(exc)
     try:
         stored = bridge.run_quietly(loop, ingest(core, spooled, caller), event.assoc)
@@ -52,9 +55,12 @@ def handle_store(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Dat
         log.info("c-store refused: %s", exc.reason, extra={
             "calling_ae": caller.ae_title, "address": str(event.assoc.requestor.address),
             "site": caller.site})
+        done.failure(exc)
         return store_failure(exc)
     except Exception:
         log.exception("c-store failed")
+        done.failure(ArchiveError("internal error"))
         return status(PROCESSING_FAILURE, "internal error")
+    done.stored[stored.study_uid] += 1
     # 0xB000-range warnings do not fit "replaced"; success with a comment keeps peers happy.
     return status(SUCCESS, stored.warning)

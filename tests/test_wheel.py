@@ -12,6 +12,7 @@ are not run), which keeps the test fast and needs no network for them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import site
@@ -75,7 +76,8 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
     names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)],
                            check=True, capture_output=True, text=True).stdout
     for data in ("archive/migrations/env.py", "archive/migrations/script.py.mako",
-                 "archive/migrations/versions/0001_core_index.py", "archive/data/loinc_playbook.csv"):
+                 "archive/migrations/versions/0001_core_index.py", "archive/data/loinc_playbook.csv",
+                 *portal_files()):
         assert data in names, f"{data} missing from the wheel"
 
     venv = venv_with(tmp_path, wheel)
@@ -97,12 +99,51 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
     try:
         status = _first_status(f"http://127.0.0.1:{http}/dicom-web/studies", proc, deadline=180)
         assert status == 200, (tmp_path / "serve.log").read_text(errors="replace")[-4000:]
+        served = portal_assets(f"http://127.0.0.1:{http}")
+        assert {"static/app.js", "static/auth.js", "static/curate.js", "static/portal.css",
+                "static/vendor/chart.umd.min.js", "static/vendor/oidc-client-ts.min.js"} <= served
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
         log.close()
     assert code == 0, (tmp_path / "serve.log").read_text(errors="replace")[-4000:]
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists(), "embedded PostgreSQL not used"
+
+
+PORTAL = REPO / "dicomweb" / "portal_static"
+
+
+def portal_files() -> list[str]:
+    """Every file of the portal (pages, scripts, vendored libraries and their licences) as a
+    wheel member name."""
+    return sorted(str(p.relative_to(REPO)) for p in PORTAL.rglob("*") if p.is_file())
+
+
+def portal_assets(base: str) -> set[str]:
+    """Fetch /portal/, then every asset its page names and every module its scripts import,
+    from the wheel-installed server; each must be byte-identical to the source file. Returns
+    the relative URLs fetched (no CDN: every one is served here)."""
+    page = requests.get(f"{base}/portal/", timeout=30)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert page.content == (PORTAL / "index.html").read_bytes()
+    assert not re.search(r"(src|href)=\"(https?:)?//", page.text), "the page loads from elsewhere"
+    todo = set(re.findall(r'(?:src|href)="(static/[^"]+)"', page.text))
+    done: set[str] = set()
+    while todo:
+        rel = todo.pop()
+        done.add(rel)
+        r = requests.get(f"{base}/portal/{rel}", timeout=30)
+        assert r.status_code == 200, (rel, r.status_code)
+        assert r.content == (PORTAL / rel.removeprefix("static/")).read_bytes(), rel
+        if rel.endswith(".js") and "/vendor/" not in rel:
+            for imported in re.findall(r"from '\./([\w.-]+\.js)'", r.text):
+                if f"static/{imported}" not in done:
+                    todo.add(f"static/{imported}")
+        if rel.endswith(".js"):
+            assert r.headers["Content-Type"].startswith("text/javascript"), rel
+    cfg = requests.get(f"{base}/portal/config.json", timeout=30).json()
+    assert cfg["oidc"] is None and cfg["you"]["role"] == "reader"
+    return done
 
 
 def _first_status(url: str, proc: subprocess.Popen[bytes], deadline: float) -> int | None:

@@ -42,6 +42,7 @@ class Kind(StrEnum):
     API_KEY = "api_key"
     STATIC = "static"  # the legacy --curator-token
     DIMSE = "dimse"
+    LOCAL = "local"  # an operator's CLI command on the database (`archive import`): an OS user
     ANONYMOUS = "anonymous"
 
 

@@ -107,6 +107,11 @@ study = Table(
           postgresql_ops={'lref': 'gin_trgm_ops'}, postgresql_using='gin'),
     Index('study_site_idx', 'site'),
     Index('study_visible_pk_idx', 'pk', postgresql_where=text("collection <> 'sequestered'::text")),
+    # (migration 0020) what an ordinary reader lists: neither sequestered nor staged
+    Index('study_listed_pk_idx', 'pk', postgresql_where=text(
+        "collection <> 'sequestered'::text AND collection <> 'staged'::text")),
+    Index('study_listed_patient_idx', 'patient_pk', 'pk', postgresql_where=text(
+        "collection <> 'sequestered'::text AND collection <> 'staged'::text")),
 )
 
 series = Table(

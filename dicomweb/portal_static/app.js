@@ -2,7 +2,11 @@
 // Plain ES module, no build step. All state lives in the URL query string: the QIDO-RS filter
 // pairs themselves (commons.* and DICOM keys, exactly what a cohort freezes) plus the page's own
 // `view`, `tab`, `sort`, `order` and `offset`. Data comes from /commons/explore (all facets at
-// once), /commons/explore/{studies,cases} (the table) and the cohort API.
+// once), /commons/explore/{studies,cases} (the table) and the cohort API; sign-in is auth.js,
+// the curator views (view=curate, view=audit) curate.js.
+
+import { forget, initAuth, signIn, signInOffered, signOut, signedInWith, token, useKey, withAuth } from './auth.js';
+import { showAudit, showCurate } from './curate.js';
 
 const PAGE = 25;
 const OWN = new Set(['view', 'tab', 'sort', 'order', 'offset']);
@@ -78,29 +82,57 @@ function commit(resetPage = true) {
 }
 
 // ---- data ---------------------------------------------------------------------------------
-// An API key pasted into the header form is kept for this tab only (sessionStorage) and sent
-// as `Authorization: Bearer`: saving and reading one's own cohorts needs a named caller.
-const TOKEN_KEY = 'archive.token';
-const withAuth = (opts = {}) => {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  return token ? { ...opts, headers: { ...(opts.headers || {}), Authorization: `Bearer ${token}` } } : opts;
-};
+// Credentials (an OIDC sign-in or a pasted API key) live in auth.js; every call sends them.
+function message(text) {
+  $('auth-message').hidden = !text;
+  $('auth-message').textContent = text || '';
+}
 
-function wireKey() {
-  const show = () => { $('key-status').textContent = sessionStorage.getItem(TOKEN_KEY) ? 'Signed in with a key' : ''; };
-  $('key-form').addEventListener('submit', (ev) => {
+/** config.json as the current credentials see it; a refused token is dropped (anonymous). */
+async function loadConfig() {
+  const r = await fetch('config.json', withAuth());
+  if (r.status === 401 && token()) {
+    forget();
+    message('The server did not accept your sign-in (expired or revoked): you are browsing anonymously.');
+    return loadConfig();
+  }
+  if (!r.ok) throw new Error(`config.json: ${r.status} ${r.statusText}`);
+  return r.json();
+}
+
+function renderAccount() {
+  const you = config.you;
+  const where = you.site ? `, site ${you.site}` : '';
+  $('whoami').replaceChildren(you.signed_in
+    ? el('span', {}, 'Signed in as ', el('strong', { id: 'who-subject', text: you.subject }), ' · role ',
+      el('strong', { id: 'who-role', text: you.role || 'none' }), where ? ' · site ' : '',
+      where ? el('strong', { id: 'who-site', text: you.site }) : '')
+    : el('span', { text: `Not signed in (browsing as ${you.role || 'no role'})` }));
+  $('sign-in').hidden = you.signed_in || !signInOffered();
+  $('sign-out').hidden = !token();
+  $('key-form').hidden = you.signed_in;
+  $('key-status').textContent = signedInWith() === 'key' ? 'Signed in with a key' : '';
+  $('nav-curate').parentElement.hidden = !you.can.curate;
+  $('nav-audit').parentElement.hidden = !you.can.audit;
+  document.body.dataset.role = you.role || 'none';
+}
+
+function wireAccount() {
+  $('key-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const value = $('api-key').value.trim();
-    if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
+    useKey(value || null);
     $('api-key').value = '';
-    show();
+    config = await loadConfig();
+    renderAccount();
   });
-  show();
+  $('sign-in').addEventListener('click', () => signIn().catch((err) => message(`Sign-in failed: ${err.message}`)));
+  $('sign-out').addEventListener('click', () => signOut().catch((err) => message(`Sign-out failed: ${err.message}`)));
 }
 
 // Download links of private resources: fetched with the key, saved from a blob URL.
 async function downloadWithAuth(ev) {
-  if (!sessionStorage.getItem(TOKEN_KEY)) return;  // anonymous: the plain link works for published cohorts
+  if (!token()) return;  // anonymous: the plain link works for published cohorts
   ev.preventDefault();
   const a = ev.currentTarget;
   const r = await fetch(a.getAttribute('href'), withAuth());
@@ -267,8 +299,16 @@ function age(r) { return r.age_at_index_gt89 ? '90+' : (r.age_at_index ?? ''); }
 
 function cell(tab, key, r) {
   if (key === 'thumb') {
-    return el('img', { src: `/dicom-web/studies/${encodeURIComponent(r.study_uid)}/thumbnail`,
-      alt: `Thumbnail of study ${r.study_description || r.study_uid}`, loading: 'lazy', width: 64, height: 64 });
+    const src = `/dicom-web/studies/${encodeURIComponent(r.study_uid)}/thumbnail`;
+    const alt = `Thumbnail of study ${r.study_description || r.study_uid}`;
+    // an <img> request carries no Authorization header: a signed-in caller (who may see studies
+    // anonymous callers may not) fetches the image with the token and shows it from a blob URL
+    if (!token()) return el('img', { src, alt, loading: 'lazy', width: 64, height: 64 });
+    const img = el('img', { alt, width: 64, height: 64 });
+    fetch(src, withAuth()).then((res) => (res.ok ? res.blob() : null)).then((blob) => {
+      if (blob) { img.src = URL.createObjectURL(blob); img.addEventListener('load', () => URL.revokeObjectURL(img.src), { once: true }); }
+    }).catch(() => {});
+    return img;
   }
   if (key === 'open') {
     if (!config.viewer) return el('span', { class: 'muted', text: 'no viewer' });
@@ -457,10 +497,19 @@ async function showCohorts() {
 }
 
 async function main() {
-  wireKey();
-  config = await getJson('config.json');
+  const plain = await (await fetch('config.json')).json(); // where to sign in (no credentials yet)
+  message(await initAuth(plain));
+  config = await loadConfig();
+  renderAccount();
+  wireAccount();
   state = readUrl();
   if (state.view === 'cohorts') { await showCohorts(); return; }
+  if (state.view === 'curate' || state.view === 'audit') {
+    $('explore-view').hidden = true;
+    $(`nav-${state.view}`).setAttribute('aria-current', 'page');
+    await (state.view === 'curate' ? showCurate(config.you) : showAudit(config.you));
+    return;
+  }
   $('nav-explore').setAttribute('aria-current', 'page');
   wireExplore();
   await refresh();

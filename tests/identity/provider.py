@@ -55,6 +55,23 @@ CLIENTS = [
 ]
 
 
+# People who sign in through the browser (devInteractions' login form: login = account id, any
+# password); their claims go into the access tokens of the public clients.
+ACCOUNTS: dict[str, dict[str, Any]] = {
+    "rita": {"roles": ["reader"]},
+    "carl": {"roles": ["curator"], "site": "SITE_A"},
+    "ada": {"roles": ["admin"]},
+}
+
+
+def public_client(client_id: str, redirect_uri: str,
+                  post_logout_redirect_uri: str | None = None) -> dict[str, Any]:
+    """A browser client (no secret; authorization code with PKCE) registered at the provider."""
+    return {"client_id": client_id, "redirect_uris": [redirect_uri],
+            "post_logout_redirect_uris": [post_logout_redirect_uri] if post_logout_redirect_uri
+            else []}
+
+
 def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
     """Forward the provider's output line by line ("" at EOF); also keeps its pipe drained."""
     assert proc.stdout is not None
@@ -88,6 +105,7 @@ class OidcProvider:
     port: int
     keys: list[dict[str, Any]]
     alg: str = "RS256"
+    public_clients: list[dict[str, Any]] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="oidc-")))
@@ -100,7 +118,9 @@ class OidcProvider:
         cfg = self.tmp / "config.json"
         cfg.write_text(json.dumps({"port": self.port, "issuer": self.issuer, "alg": self.alg,
                                    "jwks": {"keys": self.keys}, "clients": CLIENTS,
-                                   "default_resource": AUDIENCE}))
+                                   "default_resource": AUDIENCE,
+                                   "public_clients": self.public_clients,
+                                   "accounts": ACCOUNTS}))
 
     def start(self) -> OidcProvider:
         self._write_config()
