@@ -1,4 +1,4 @@
-"""The task queue's schema and settings: migration 0013 holds procrastinate's schema for the
+"""The task queue's schema and settings: migration 0021 holds procrastinate's schema for the
 pinned version (a version bump without a new revision fails here), the queue's tables are left
 out of the autogenerate comparison, and the job settings reach `archive serve` / `archive worker`."""
 
@@ -16,8 +16,8 @@ from archive.index.schema import include_object
 
 
 def revision() -> ModuleType:
-    path = MIGRATIONS_DIR / "versions" / "0013_task_queue.py"
-    spec = importlib.util.spec_from_file_location("rev0013", path)
+    path = MIGRATIONS_DIR / "versions" / "0021_task_queue.py"
+    spec = importlib.util.spec_from_file_location("rev0021", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -28,7 +28,7 @@ def test_migration_holds_the_installed_procrastinate_schema() -> None:
     rev = revision()
     installed = importlib.metadata.version("procrastinate")
     assert installed == rev.PROCRASTINATE_VERSION, (
-        f"procrastinate {installed} is installed, migration 0013 holds {rev.PROCRASTINATE_VERSION}'s"
+        f"procrastinate {installed} is installed, migration 0021 holds {rev.PROCRASTINATE_VERSION}'s"
         " schema: add a revision applying procrastinate/sql/migrations/ between them")
     shipped = files("procrastinate").joinpath("sql/schema.sql").read_text()
     assert rev.SCHEMA.strip() == shipped.strip()
