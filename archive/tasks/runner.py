@@ -87,14 +87,13 @@ class JobRunner:
                 update_heartbeat_interval=max(self.stalled / 3, 0.5),
                 stalled_worker_timeout=self.stalled, listen_notify=True,
                 fetch_job_polling_interval=5.0))
+            worker.add_done_callback(_retrieve)  # also when we are cancelled before it ends
             try:
                 return await self._until_idle(worker, s.db_idle_release_seconds)
             finally:
                 if not worker.done():
                     worker.cancel()  # graceful: running jobs finish first
                 await asyncio.wait({worker})  # never raises: what stopped it is raised above
-                if not worker.cancelled():
-                    worker.exception()  # retrieved (logged by the supervisor if it mattered)
         finally:
             with contextlib.suppress(Exception):
                 await app.close_async()
@@ -108,6 +107,13 @@ class JobRunner:
                 raise RuntimeError("the worker stopped (its database connection failed)")
             if self.busy == 0 and time.monotonic() - started >= release:
                 return True
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a finished worker's exception as seen: the runner raises and logs it when it
+    matters; at shutdown it does not, and asyncio would print a stray traceback."""
+    if not task.cancelled():
+        task.exception()
 
 
 @contextlib.asynccontextmanager
