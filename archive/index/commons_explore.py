@@ -226,9 +226,8 @@ def inline_condition(key: str, raw: str) -> ColumnElement[bool] | None:
 
 def _base(pairs: list[tuple[str, str]], plan: Plan, select_for: Selector, caller: Caller,
           single: list[FacetDef], multi: list[FacetDef]) -> CTE:
-    """Every visible study in at least one subset: pk, case, the single-valued facet values
-    v0.., the arrays a0.., a flag cN per subset, and firstN: the study is its patient's first
-    under subset N (kcN: its case's first, for the clinical-row facets, counted per case)."""
+    """Every visible study in at least one subset: pk, patient, case, the single-valued facet
+    values v0.., the arrays a0.. and a flag cN per subset."""
     blocks, subsets, _ = plan
     source, flags = BASE_FROM, list[ColumnElement[bool]]()
     for b, kept in enumerate(blocks):
@@ -245,71 +244,95 @@ def _base(pairs: list[tuple[str, str]], plan: Plan, select_for: Selector, caller
     subset_flags = [and_(true(), *[flags[b] for b in subset]) for subset in subsets]
     values = [cast(d.column, String).label(f"v{i}") for i, d in enumerate(single)]
     arrays = [d.array.label(f"a{i}") for i, d in enumerate(multi) if d.array is not None]
-    rows = (select(study.c.pk, study.c.patient_pk, study_facet.c.case_id,
+    return (select(study.c.pk, study.c.patient_pk, study_facet.c.case_id,
                    literal("").label("t"), *values, *arrays,
                    *[f.label(f"c{n}") for n, f in enumerate(subset_flags)])
             .select_from(source).where(visible_to(caller), or_(false(), *subset_flags))
-            .cte("rows"))
-    n_sub = len(subsets)
-    firsts = [and_(rows.c[f"c{n}"], rows.c.pk == func.min(rows.c.pk).filter(rows.c[f"c{n}"])
-                   .over(partition_by=rows.c.patient_pk)).label(f"first{n}")
-              for n in range(n_sub)]
-    if any(d.group == "cases" for d in multi):
-        firsts += [and_(rows.c[f"c{n}"], rows.c.case_id.is_not(None),
-                        rows.c.pk == func.min(rows.c.pk).filter(rows.c[f"c{n}"])
-                        .over(partition_by=rows.c.case_id)).label(f"kc{n}")
-                   for n in range(n_sub)]
-    return select(rows, *firsts).cte("base")
+            .cte("base"))
 
 
-def _single_pass(base: CTE, single: list[FacetDef], n_sub: int) -> Select[Any]:
-    """Totals (facet '') and the single-valued facets: one GROUPING SETS scan."""
-    vs = [base.c[f"v{i}"] for i in range(len(single))]
-    grouped = [func.grouping(v) == 0 for v in vs]
-    facet = case(*[(g, literal(d.name)) for g, d in zip(grouped, single, strict=True)],
-                 else_=literal("")) if single else literal("")
-    value = case(*[(g, v) for g, v in zip(grouped, vs, strict=True)],
-                 else_=cast(null(), String)) if single else cast(null(), String)
-    counts = [c for n in range(n_sub) for c in (
-        func.count().filter(base.c[f"c{n}"]).label(f"s{n}"),
-        func.count().filter(base.c[f"first{n}"]).label(f"k{n}"))]
-    return (select(facet.label("facet"), value.label("value"), *counts).select_from(base)
-            .group_by(func.grouping_sets(base.c.t, *vs)))
+def _grouped(rows: Any, names: list[str], columns: list[Any], counts: list[Any]
+             ) -> Select[Any]:
+    """One GROUPING SETS scan of `rows`: a row per (facet, value) and the totals (facet '',
+    grouped by the constant column t)."""
+    grouped = [func.grouping(v) == 0 for v in columns]
+    facet = case(*[(g, literal(n)) for g, n in zip(grouped, names, strict=True)],
+                 else_=literal("")) if columns else literal("")
+    value = case(*[(g, v) for g, v in zip(grouped, columns, strict=True)],
+                 else_=cast(null(), String)) if columns else cast(null(), String)
+    return (select(facet.label("facet"), value.label("value"), *counts).select_from(rows)
+            .group_by(func.grouping_sets(rows.c.t, *columns)))
 
 
-def _array_pass(base: CTE, multi: list[FacetDef], group: str, n_sub: int) -> Select[Any]:
-    """Multi-valued facets of one group: studies per value (modalities, series attributes:
-    a study's distinct values), or cases per value (clinical rows: a case counts once, at its
-    first study under the subset, when one of its studies matches)."""
-    flag = "c" if group == "studies" else "kc"
+def _none(prefix: str, n_sub: int) -> list[Any]:
+    return [cast(null(), Integer).label(f"{prefix}{n}") for n in range(n_sub)]
+
+
+def _study_counts(base: CTE, single: list[FacetDef], n_sub: int) -> Select[Any]:
+    """Studies per value of every single-valued facet (and in total) under each subset."""
+    return _grouped(base, [d.name for d in single],
+                    [base.c[f"v{i}"] for i in range(len(single))],
+                    [func.count().filter(base.c[f"c{n}"]).label(f"s{n}") for n in range(n_sub)]
+                    + _none("k", n_sub))
+
+
+def _case_counts(base: CTE, single: list[FacetDef], n_sub: int) -> Select[Any]:
+    """Cases per value of the case facets (and in total): a patient's case values are the same
+    on each of its studies, so its studies are first folded into one row per patient that is
+    in subset N when one of its studies is (hash aggregates; no window, no DISTINCT)."""
+    idx = [i for i, d in enumerate(single) if d.group == "cases"]
+    per = (select(base.c.t, *[base.c[f"v{i}"] for i in idx],
+                  *[func.bool_or(base.c[f"c{n}"]).label(f"c{n}") for n in range(n_sub)])
+           .group_by(base.c.patient_pk, base.c.t, *[base.c[f"v{i}"] for i in idx])
+           .subquery("patients"))
+    return _grouped(per, [single[i].name for i in idx], [per.c[f"v{i}"] for i in idx],
+                    _none("s", n_sub) + [func.count().filter(per.c[f"c{n}"]).label(f"k{n}")
+                                         for n in range(n_sub)])
+
+
+def _array_pass(rows: Any, multi: list[FacetDef], group: str, n_sub: int) -> Select[Any]:
+    """Multi-valued facets of one group, counted per row of `rows` holding the value: studies
+    (modalities, series attributes: a study's distinct values) or cases (clinical rows)."""
     parts = [select(literal(d.name).label("facet"),
-                    cast(func.unnest(base.c[f"a{i}"]), String).label("value"),
-                    *[base.c[f"{flag}{n}"].label(f"f{n}") for n in range(n_sub)])
-             .where(or_(false(), *[base.c[f"{flag}{n}"] for n in range(n_sub)]))
+                    cast(func.unnest(rows.c[f"a{i}"]), String).label("value"),
+                    *[rows.c[f"c{n}"].label(f"f{n}") for n in range(n_sub)])
              for i, d in enumerate(multi) if d.group == group]
     mv = union_all(*parts).subquery(f"mv_{group}")
-    counts = [c for n in range(n_sub) for c in (
-        func.count().filter(mv.c[f"f{n}"]).label(f"s{n}") if group == "studies"
-        else cast(null(), Integer).label(f"s{n}"),
-        func.count().filter(mv.c[f"f{n}"]).label(f"k{n}") if group == "cases"
-        else cast(null(), Integer).label(f"k{n}"))]
-    return select(mv.c.facet, mv.c.value, *counts).group_by(mv.c.facet, mv.c.value)
+    counts = [func.count().filter(mv.c[f"f{n}"]).label(f"{group[0]}{n}") for n in range(n_sub)]
+    nulls = _none("k" if group == "studies" else "s", n_sub)
+    return (select(mv.c.facet, mv.c.value,
+                   *(counts + nulls if group == "studies" else nulls + counts))
+            .group_by(mv.c.facet, mv.c.value))
+
+
+def _case_arrays(base: CTE, multi: list[FacetDef], n_sub: int) -> Select[Any]:
+    """Clinical-row facets: cases per value, a case counting when one of its studies matches
+    (its arrays are the same on each of its studies: one row per case, then unnest)."""
+    idx = [i for i, d in enumerate(multi) if d.group == "cases"]
+    cases = (select(*[base.c[f"a{i}"] for i in idx],
+                    *[func.bool_or(base.c[f"c{n}"]).label(f"c{n}") for n in range(n_sub)])
+             .where(base.c.case_id.is_not(None))
+             .group_by(base.c.case_id, *[base.c[f"a{i}"] for i in idx]).cte("cases"))
+    return _array_pass(cases, multi, "cases", n_sub)
 
 
 def explore_statement(pairs: list[tuple[str, str]], select_for: Selector, caller: Caller,
                       names: list[str], independent: Independent
                       ) -> tuple[Select[Any], dict[str, int]]:
-    """The statement (rows: facet, value, sN/kN = studies/cases under subset N) and, per
-    facet, the subset N that counts it (the totals row, facet '', uses subset 0)."""
+    """The statement (rows: facet, value, sN/kN = studies/cases under subset N; a (facet,
+    value) may come in two rows, one with the studies and one with the cases) and, per facet,
+    the subset N that counts it (the totals row, facet '', uses subset 0)."""
     plan = _plan(pairs, names, independent)
     subsets, of = plan[1], plan[2]
+    n_sub = len(subsets)
     single = [FACETS[n] for n in names if FACETS[n].column is not None]
     multi = [FACETS[n] for n in names if FACETS[n].array is not None]
     base = _base(pairs, plan, select_for, caller, single, multi)
-    parts = [_single_pass(base, single, len(subsets))]
-    for group in ("studies", "cases"):
-        if any(d.group == group for d in multi):
-            parts.append(_array_pass(base, multi, group, len(subsets)))
+    parts = [_study_counts(base, single, n_sub), _case_counts(base, single, n_sub)]
+    if any(d.group == "studies" for d in multi):
+        parts.append(_array_pass(base, multi, "studies", n_sub))
+    if any(d.group == "cases" for d in multi):
+        parts.append(_case_arrays(base, multi, n_sub))
     return union_all(*parts).subquery("counts").select(), of
 
 
@@ -354,19 +377,22 @@ async def explore(conn: AsyncConnection, select_for: Selector, caller: Caller,
     await refresh_facets(conn)
     await custom_plans(conn)
     await _tune(conn)
-    rows = (await conn.execute(stmt)).mappings().all()
+    merged: dict[tuple[str, Any], dict[str, Any]] = {}
+    for r in (await conn.execute(stmt)).mappings():
+        m = merged.setdefault((r["facet"], r["value"]), {})
+        m.update((k, v) for k, v in r.items() if v is not None and k not in ("facet", "value"))
     facets: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     totals: dict[str, int | None] = {"studies": 0, "cases": 0}
-    for r in rows:
-        sub = of.get(r["facet"], 0)
-        counts = {"studies": r[f"s{sub}"], "cases": r[f"k{sub}"]}
-        if r["facet"] == "":
+    for (facet, value), m in merged.items():
+        sub = of.get(facet, 0)
+        counts = {"studies": m.get(f"s{sub}"), "cases": m.get(f"k{sub}")}
+        if facet == "":
             totals = counts
             continue
-        if FACETS[r["facet"]].group == "studies":
+        if FACETS[facet].group == "studies":
             counts["cases"] = None  # a study value's cases would need a DISTINCT per facet
-        if counts[FACETS[r["facet"]].group]:
-            facets[r["facet"]].append({"value": r["value"], **counts})
+        if counts[FACETS[facet].group]:
+            facets[facet].append({"value": value, **counts})
     out = []
     for name in names:
         values = sorted(facets[name], key=_order(name))[:MAX_VALUES]
