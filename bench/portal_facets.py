@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -103,6 +104,7 @@ def fill_statements(studies: int) -> list[str]:
                                              raw_description, loinc_code, mapping_version)
             SELECT st, 'x', 'x', 'x', ({_arr([c[0] for c in LOINC])})[1 + st % {len(LOINC)}], 1
             FROM generate_series(1, {studies}) AS st WHERE st % 10 <> 0""",
+        "SELECT study_facet_refresh()",
         "VACUUM ANALYZE",
     ]
 
@@ -151,22 +153,32 @@ def main() -> int:
     ap.add_argument("--studies", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--keep", action="store_true", help="keep the scratch database")
+    ap.add_argument("--reuse", metavar="NAME", help="measure this existing (filled) database")
     ap.add_argument("--out", type=Path, help="also write the JSON result here")
     args = ap.parse_args()
-    name = f"bench_portal_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(args.database_url, f'CREATE DATABASE "{name}"'))
+    name = args.reuse or f"bench_portal_{uuid.uuid4().hex[:8]}"
     url = _with_db(args.database_url, name)
+    filled: dict[str, float] = {}
+    if not args.reuse:
+        asyncio.run(_admin(args.database_url, f'CREATE DATABASE "{name}"'))
     try:
-        upgrade(url)
-        filled = asyncio.run(fill(url, args.studies))
+        if not args.reuse:
+            upgrade(url)
+            filled = asyncio.run(fill(url, args.studies))
+        load_before = os.getloadavg()
         with tempfile.TemporaryDirectory(prefix="archive-bench-portal-") as tmp, \
                 serving(url, Path(tmp)) as settings:
             result = measure(f"http://127.0.0.1:{settings.http_port}", args.repeat)
+        load_after = os.getloadavg()
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             asyncio.run(_admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     out = {"studies": args.studies, **result, "target_p50_ms": TARGET_MS,
-           "met": result["p50_ms"] <= TARGET_MS, "fill_seconds": filled}
+           "met": result["p50_ms"] <= TARGET_MS, "fill_seconds": filled,
+           "load_average_before": [round(x, 2) for x in load_before],
+           "load_average_after": [round(x, 2) for x in load_after],
+           "database": name if args.keep or args.reuse else None,
+           "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     print(json.dumps(out, indent=1))
     if args.out:
         args.out.write_text(json.dumps(out, indent=1))

@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from archive.index.tables import metadata
 
@@ -245,4 +245,29 @@ cohort_instance = Table(
     ForeignKeyConstraint(['instance_pk'], ['instance.pk'], ondelete='CASCADE',
           name='cohort_instance_instance_pk_fkey'),
     PrimaryKeyConstraint('cohort_id', 'instance_pk', name='cohort_instance_pkey'),
+)
+
+# Facet values of each study that do not live on the study row (migration 0021): maintained by
+# triggers + `study_facet_refresh()` from the view `study_facet_source`; read by explore.
+study_facet = Table(
+    'study_facet', metadata,
+    Column('study_pk', BigInteger, primary_key=True, autoincrement=False),
+    *[Column(name, type_) for name, type_ in (
+        ('case_id', Text), ('case_site', Text), ('case_sex', Text), ('case_race', Text),
+        ('case_ethnicity', Text), ('case_age_at_index', Integer),
+        ('case_age_at_index_gt89', Boolean), ('case_zip', Text),
+        ('case_covid19_positive', Text), ('case_index_event', Text), ('loinc_code', Text),
+        ('loinc_long_common_name', Text), ('loinc_system', Text), ('loinc_method', Text),
+        ('loinc_contrast', Text), ('mapping_version', BigInteger))],
+    *[Column(name, ARRAY(Text)) for name in (
+        'body_parts', 'manufacturers', 'test_name', 'test_method', 'test_result',
+        'condition_code', 'condition_name', 'medication_code', 'medication_name',
+        'medication_type', 'procedure_code', 'procedure_name')],
+    PrimaryKeyConstraint('study_pk', name='study_facet_pkey'),
+)
+
+study_facet_dirty = Table(
+    'study_facet_dirty', metadata,
+    Column('study_pk', BigInteger),
+    Column('case_id', Text),
 )
