@@ -16,7 +16,7 @@ from archive.index.schema import include_object
 
 
 def revision() -> ModuleType:
-    path = MIGRATIONS_DIR / "versions" / "0021_task_queue.py"
+    path = MIGRATIONS_DIR / "versions" / "0014_task_queue.py"
     spec = importlib.util.spec_from_file_location("rev0021", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,7 +1,7 @@
 """The distributed task queue's tables: procrastinate 3.10's schema (issue 15).
 
-Revision ID: 0021_task_queue
-Revises: 0020_qido_scale
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-11-29
 
 Background work (re-applying a mapping change, periodic orphan sweeps, retrying the jobs of a
@@ -20,8 +20,8 @@ of upgrading through the user's migration tool.
 
 from alembic import op
 
-revision = "0021_task_queue"
-down_revision = "0020_qido_scale"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

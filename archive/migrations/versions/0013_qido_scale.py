@@ -1,6 +1,6 @@
 """QIDO-RS at millions of instances: indexes of listed studies, statistics on commons keys.
 
-Revision ID: 0020_qido_scale
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-11-29
 
@@ -28,7 +28,7 @@ Measured with `python -m bench.qido_scale` (10k / 1M / 3M instances; docs/sizing
 
 from alembic import op
 
-revision = "0020_qido_scale"
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None

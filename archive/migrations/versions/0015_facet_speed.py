@@ -1,7 +1,7 @@
 """Facet counts at scale: one facet row per study, kept by triggers; statistics on lower(...).
 
-Revision ID: 0021
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-11-29
 
 `/commons/explore` counted every facet by joining study → patient → clinical_case,
@@ -31,8 +31,8 @@ study_harmonization → loinc_term, series and the clinical child tables on ever
 
 from alembic import op
 
-revision = "0021"
-down_revision = "0012"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
