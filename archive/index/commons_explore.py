@@ -345,7 +345,7 @@ async def custom_plans(conn: AsyncConnection) -> None:
 
 async def refresh_facets(conn: AsyncConnection) -> int:
     """Bring `study_facet` up to date with every change committed so far (the marks left by
-    the triggers of migration 0021) and commit; how many rows were rewritten (0: none was
+    the triggers of migration 0015) and commit; how many rows were rewritten (0: none was
     due, the usual case: one EXISTS probe)."""
     n = int((await conn.execute(text("SELECT study_facet_refresh()"))).scalar_one())
     await conn.commit()

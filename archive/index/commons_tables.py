@@ -247,7 +247,7 @@ cohort_instance = Table(
     PrimaryKeyConstraint('cohort_id', 'instance_pk', name='cohort_instance_pkey'),
 )
 
-# Facet values of each study that do not live on the study row (migration 0021): maintained by
+# Facet values of each study that do not live on the study row (migration 0015): maintained by
 # triggers + `study_facet_refresh()` from the view `study_facet_source`; read by explore.
 study_facet = Table(
     'study_facet', metadata,

@@ -9,10 +9,11 @@ from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 
 from archive.index.engine import sync_url
 from archive.tasks import jobs
-from archive.tasks.names import REAPPLY_MAPPING, RETRY_STALLED, SWEEP_ORPHANS
+from archive.tasks.names import REAPPLY_MAPPING, REFRESH_FACETS, RETRY_STALLED, SWEEP_ORPHANS
 
 SWEEP_CRON = "*/15 * * * *"  # the journaled-orphan sweep, cluster-wide (one node runs each)
 RETRY_STALLED_CRON = "* * * * * */5"  # every 5 s: a cheap indexed query
+REFRESH_FACETS_CRON = "* * * * * */30"  # facet rows' catch-up: one EXISTS probe when none due
 # Transient failures (PostgreSQL restarting, object store away) are retried with growing waits.
 RETRY = RetryStrategy(max_attempts=20, linear_wait=5)
 
@@ -32,6 +33,9 @@ def build_app(url: str, *, concurrency: int, stalled_seconds: float,
     sweep = app.task(name=SWEEP_ORPHANS, pass_context=True, retry=RETRY,
                      queueing_lock=SWEEP_ORPHANS)(wrap(jobs.sweep))
     app.periodic(cron=SWEEP_CRON)(sweep)
+    refresh = app.task(name=REFRESH_FACETS, pass_context=True, retry=RETRY,
+                       queueing_lock=REFRESH_FACETS)(wrap(jobs.refresh_facets))
+    app.periodic(cron=REFRESH_FACETS_CRON)(refresh)
 
     async def retry_stalled(context: JobContext, timestamp: int) -> int:
         return await jobs.retry_stalled(app, stalled_seconds)

@@ -9,7 +9,7 @@ import logging
 from procrastinate import App, JobContext
 
 from archive.core import Core
-from archive.index import commons_harmonize
+from archive.index import commons_explore, commons_harmonize
 from archive.sweep import sweep_orphans
 
 log = logging.getLogger("archive.tasks")
@@ -40,6 +40,16 @@ async def sweep(context: JobContext, timestamp: int) -> dict[str, int]:
     writers or past the grace period go (archive.sweep); the spool is each node's own."""
     core = core_of(context)
     return await sweep_orphans(core.engine, core.blobs, clear_spool=False)
+
+
+async def refresh_facets(context: JobContext, timestamp: int) -> int:
+    """Periodic catch-up of the per-study facet rows (migration 0015): explore refreshes them
+    before it counts, but an archive that only ingests would otherwise keep piling up the
+    triggers' marks (about three per new study) until someone explores. Idempotent: it applies
+    whatever is marked when it runs."""
+    core = core_of(context)
+    async with core.engine.connect() as conn:
+        return await commons_explore.refresh_facets(conn)
 
 
 async def retry_stalled(app: App, stalled_seconds: float) -> int:

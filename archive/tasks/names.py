@@ -4,3 +4,4 @@ module paths a refactoring could change; changing one needs a migration of queue
 REAPPLY_MAPPING = "harmonize.reapply_key"
 SWEEP_ORPHANS = "storage.sweep_orphans"
 RETRY_STALLED = "queue.retry_stalled"
+REFRESH_FACETS = "commons.refresh_facets"

@@ -143,3 +143,24 @@ def test_series_attributes_follow_new_series(server_factory: Any) -> None:
     assert values(got, "BodyPartExamined") == {"CHEST": 1}
     assert values(got, "Manufacturer")["ACME"] == 1
     assert_in_sync(server)
+
+
+def test_facet_rows_catch_up_without_an_explore(server_factory: Any) -> None:
+    """The periodic job (archive.tasks, every 30 s) applies the triggers' marks on a node that
+    only ingests: the mark queue does not grow without bound."""
+    import time
+
+    server = server_factory(curator_token=TOKEN)
+    ds = f.image("facet-catch-up", patient_id="P-CATCH-UP")
+    store(server, ds)
+    deadline = time.monotonic() + 120
+
+    def facet_rows() -> int:
+        return int(server.sql("SELECT count(*) AS n FROM study_facet f JOIN study s "
+                              "ON s.pk = f.study_pk WHERE s.study_uid = $1",
+                              ds.StudyInstanceUID)[0]["n"])
+
+    while facet_rows() == 0 or server.sql("SELECT count(*) AS n FROM study_facet_dirty")[0]["n"]:
+        assert time.monotonic() < deadline, "the facet marks were never applied"
+        time.sleep(1)
+    assert_in_sync(server)
