@@ -5,7 +5,7 @@ each facet is counted under the current filters *minus its own* (ticking Female 
 the Male count), so filters on other facets narrow it and its own filter does not.
 
 One SQL statement, one pass over the visible studies. The values come from `study` and its
-`study_facet` row (migration 0021: the case's columns, the LOINC term, the distinct body parts,
+`study_facet` row (migration 0015: the case's columns, the LOINC term, the distinct body parts,
 manufacturers and clinical-row values of the study, kept up to date by triggers and
 `refresh_facets`), so no request joins patient, clinical, harmonization or series tables. Each
 distinct filter subset the answer needs (all filters; all but facet k's, for each facet k that

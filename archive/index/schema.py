@@ -25,5 +25,5 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool,
                    compare_to: Any) -> bool:
     """Autogenerate filter: compare tables, columns, indexes and constraints, never views."""
     if type_ == "table" and (name or "").startswith("procrastinate_"):
-        return False  # the task queue's tables: migration 0021 applies procrastinate's schema
+        return False  # the task queue's tables: migration 0014 applies procrastinate's schema
     return not (type_ == "table" and name in VIEWS)

@@ -3,7 +3,7 @@
 A job deferred here is committed (or rolled back) with the change that needs it, so a node dying
 right after a mapping change can never leave the change without its re-apply job — procrastinate's
 own `defer_async` would use a second connection, outside the transaction. The statements call
-procrastinate's versioned SQL API (`procrastinate_defer_jobs_v1`, created by migration 0021).
+procrastinate's versioned SQL API (`procrastinate_defer_jobs_v1`, created by migration 0014).
 """
 
 from __future__ import annotations
