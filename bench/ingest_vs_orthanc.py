@@ -137,6 +137,7 @@ def harness_run(s: Server, path: str, data: str, out: Path, storescu: str,
                 timeout: float) -> dict[str, Any]:
     """Empty the server, then one measured ingest of the whole data set through `path`."""
     s.sh("reset")
+    env = dict(os.environ, PEERBENCH_TOKEN=contributor_key(s)) if s.label == "ours" else None
     kind, cfg = path.split("_", 1)
     extra = ["--stow-config", cfg] if kind == "stow" else ["--concurrency", cfg.lstrip("x")]
     cmd = [PY, str(HARNESS), "--dicomweb", s.dicomweb, "--dimse", s.dimse, "--data", data,
@@ -147,7 +148,7 @@ def harness_run(s: Server, path: str, data: str, out: Path, storescu: str,
     mem = TreeSampler(s.pids())
     mem.start()
     with open(out.with_suffix(".log"), "w") as err:
-        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
     sampled = mem.result()
     if p.returncode != 0 or not out.exists():
         log(f"harness failed: {s.label} {path}, see {out.with_suffix('.log')}")
@@ -168,6 +169,22 @@ def harness_run(s: Server, path: str, data: str, out: Path, storescu: str,
         "others_busy_pct_est": sysm.get("others_busy_pct_est"),
         "loadavg_before": load, **sampled,
     }
+
+
+def archive_cli(ours: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m archive ARGS --data-dir …` beside the private archive (same source tree)."""
+    src = ours.env.get("ARCHIVE_SRC", str(ROOT))
+    return subprocess.run([PY, "-m", "archive", *args, "--data-dir", str(Path(ours.state, "data"))],
+                          cwd=src, env=dict(ours.env, PYTHONPATH=src), capture_output=True,
+                          text=True, check=True)
+
+
+def contributor_key(ours: Server) -> str:
+    """A contributor API key of site BENCH on the emptied archive: STOW-RS needs one (the
+    ownership guard and audit events then run as for any contributing site)."""
+    out = archive_cli(ours, "keys", "create", "--name", "bench", "--role", "contributor",
+                      "--site", "BENCH")
+    return out.stdout.strip().splitlines()[-1].strip()
 
 
 def import_run(ours: Server, data: str, n: int) -> dict[str, Any]:
