@@ -91,6 +91,7 @@ class TreeSampler(threading.Thread):
         self.roots, self.halt = roots, threading.Event()
         self.cpu_start: dict[int, float] = {}
         self.cpu_last: dict[int, float] = {}
+        self.role: dict[int, str] = {}
         self.peak_main = self.peak_tree = 0
         self._sample()
         self.cpu_start = dict(self.cpu_last)
@@ -115,6 +116,8 @@ class TreeSampler(threading.Thread):
             except psutil.Error:
                 continue
             self.cpu_last[p.pid] = t.user + t.system
+            if p.pid not in self.role:
+                self.role[p.pid] = _role(p)
             tree += rss
             if i == 0:
                 self.peak_main = max(self.peak_main, rss)
@@ -124,13 +127,28 @@ class TreeSampler(threading.Thread):
         while not self.halt.wait(0.1):
             self._sample()
 
-    def result(self) -> dict[str, float]:
+    def result(self) -> dict[str, Any]:
         self.halt.set()
         self.join()
         self._sample()
-        cpu = sum(v - self.cpu_start.get(pid, 0.0) for pid, v in self.cpu_last.items())
-        return {"psutil_cpu_s": round(cpu, 2), "peak_main_rss_MB": round(self.peak_main / 1e6, 1),
+        by_role: dict[str, float] = {}
+        for pid, v in self.cpu_last.items():
+            role = self.role.get(pid, "main")
+            by_role[role] = by_role.get(role, 0.0) + v - self.cpu_start.get(pid, 0.0)
+        return {"psutil_cpu_s": round(sum(by_role.values()), 2),
+                "psutil_cpu_s_by_process": {k: round(v, 2) for k, v in sorted(by_role.items())},
+                "peak_main_rss_MB": round(self.peak_main / 1e6, 1),
                 "peak_tree_rss_MB": round(self.peak_tree / 1e6, 1)}
+
+
+def _role(p: psutil.Process) -> str:
+    """main (the server), parse workers (multiprocessing children) or postgres."""
+    try:
+        if p.name().startswith("postgres"):
+            return "postgres"
+        return "workers" if any("multiprocessing" in a for a in p.cmdline()) else "main"
+    except psutil.Error:
+        return "main"
 
 
 def harness_run(s: Server, path: str, data: str, out: Path, storescu: str,
@@ -165,6 +183,9 @@ def harness_run(s: Server, path: str, data: str, out: Path, storescu: str,
         "server_cpu_ms_per_instance": round(1000 * sysm["server_cpu_s"] / ok, 2)
         if sysm.get("server_cpu_s") is not None and ok else None,
         "psutil_cpu_ms_per_instance": round(1000 * sampled["psutil_cpu_s"] / ok, 2) if ok else None,
+        "psutil_cpu_ms_per_instance_by_process": {
+            k: round(1000 * v / ok, 2) for k, v in sampled["psutil_cpu_s_by_process"].items()}
+        if ok else None,
         "machine_busy_pct": sysm.get("machine_busy_pct"),
         "others_busy_pct_est": sysm.get("others_busy_pct_est"),
         "loadavg_before": load, **sampled,

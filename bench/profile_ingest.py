@@ -47,9 +47,17 @@ AREAS: list[tuple[str, str]] = [
 ]
 
 
+# Leaf frames that are waits, not work (py-spy counts some blocked threads as active under load).
+IDLE = re.compile(r"selectors\.py|Condition\.wait|workers\.py:28\)|_WakeableClock\.sleep|"
+                  r"SemLock\.__enter__|_ConnectionBase\.recv|Event\.wait|_worker \(concurrent|"
+                  r"Association\._run_reactor|service_actions|^\?$")
+
+
 def summarize(collapsed: Path, top: int = 25) -> str:
-    """Collapsed stacks → Markdown: inclusive share per area, top own-time functions."""
-    total = 0
+    """Collapsed stacks → Markdown: busy samples per process role, inclusive share per area,
+    top own-time functions. Waits (IDLE leaf frames) are counted apart."""
+    total = idle = 0
+    role: collections.Counter[str] = collections.Counter()
     area: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     for line in collapsed.read_text().splitlines():
@@ -58,10 +66,15 @@ def summarize(collapsed: Path, top: int = 25) -> str:
             continue
         count = int(n)
         frames = stack.split(";")
-        if frames and frames[0].startswith("process"):
-            frames = frames[1:]
+        procs = [f for f in frames if f.startswith("process ")]
+        frames = [f for f in frames if not f.startswith("process ")]
+        leaf = frames[-1] if frames else "?"
+        if IDLE.search(leaf):
+            idle += count
+            continue
         total += count
-        own[_short(frames[-1]) if frames else "?"] += count
+        role["parse workers" if any("spawn_main" in p for p in procs) else "main process"] += count
+        own[_short(leaf)] += count
         for frame in reversed(frames):
             hit = next((name for name, pat in AREAS if re.search(pat, frame)), None)
             if hit:
@@ -69,7 +82,11 @@ def summarize(collapsed: Path, top: int = 25) -> str:
                 break
         else:
             area["other"] += count
-    lines = [f"{total} samples", "", "| area (leaf-most match) | share |", "|---|---|"]
+    total = total or 1
+    lines = [f"{total} busy samples ({idle} waiting samples left out)", "",
+             "| process | share of busy samples |", "|---|---|"]
+    lines += [f"| {name} | {100 * c / total:.1f} % |" for name, c in role.most_common()]
+    lines += ["", "| area (leaf-most match) | share |", "|---|---|"]
     lines += [f"| {name} | {100 * c / total:.1f} % |" for name, c in area.most_common()]
     lines += ["", "| own time: function (file:line) | share |", "|---|---|"]
     lines += [f"| `{name}` | {100 * c / total:.1f} % |" for name, c in own.most_common(top)]
@@ -89,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/ingest-profile"))
     ap.add_argument("--src", default=str(ROOT))
     ap.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    ap.add_argument("--summarize", type=Path, nargs="*", help="only summarise these raw files")
     a = ap.parse_args(argv)
+    if a.summarize:
+        for raw in a.summarize:
+            print(f"## {raw.stem}\n\n{summarize(raw)}")
+        return 0
     pyspy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
     a.out.mkdir(parents=True, exist_ok=True)
     if not (Path(a.data) / "manifest.json").exists():
