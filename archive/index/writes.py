@@ -11,14 +11,11 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, func, text
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.attributes import Level
 from archive.errors import DataSetMismatch, DuplicateInstance, OwnershipConflict
-from archive.index.tables import instance, patient, series, study
 from archive.instance import InstanceFacts
 
 
@@ -435,8 +432,69 @@ def _plan(
     return out
 
 
-def _jsonb(value: str) -> Any:
-    return cast(bindparam(None, value, type_=Text), JSONB)
+def _unnest_insert(table: str, columns: list[tuple[str, str]], tail: str) -> Any:
+    """`INSERT INTO table (…) SELECT … FROM unnest(one array per column) … tail`: one
+    statement text for any number of rows (prepared and cached once, unlike a multi-VALUES
+    insert, which SQLAlchemy compiles anew for every row count — 20 ms for 10 rows). Rows go in
+    in array order (WITH ORDINALITY), so row locks are taken in the batch's lock order."""
+    names = [n for n, _ in columns]
+    arrays = ", ".join(f"CAST(:{n} AS {'text' if t == 'jsonb' else t}[])" for n, t in columns)
+    values = ", ".join(f"CAST(u.{n} AS jsonb)" if t == "jsonb" else f"u.{n}" for n, t in columns)
+    return text(
+        f"INSERT INTO {table} ({', '.join(names)}) SELECT {values} FROM unnest({arrays}) "
+        f"WITH ORDINALITY AS u({', '.join(names)}, ord) ORDER BY u.ord {tail}"
+    )
+
+
+def _columns_of(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> dict[str, list[Any]]:
+    return {n: [r[n] for r in rows] for n, _ in columns}
+
+
+_PATIENT_COLUMNS = [("patient_id", "text"), ("issuer", "text"), ("scope", "text"),
+                    ("collection", "text"), ("patient_name", "text"),
+                    ("patient_birth_date", "date"), ("patient_sex", "text"), ("attrs", "jsonb")]
+_PATIENTS = _unnest_insert("patient", _PATIENT_COLUMNS, """
+    ON CONFLICT (patient_id, scope, collection) DO UPDATE SET
+        patient_name = EXCLUDED.patient_name, patient_birth_date = EXCLUDED.patient_birth_date,
+        patient_sex = EXCLUDED.patient_sex, attrs = EXCLUDED.attrs, updated_at = now()
+    RETURNING pk, patient_id, scope, collection""")
+
+_STUDY_COLUMNS = [("patient_pk", "bigint"), ("study_uid", "text"), ("study_date", "date"),
+                  ("study_time", "time"), ("accession_number", "text"), ("study_id", "text"),
+                  ("referring_physician_name", "text"), ("study_description", "text"),
+                  ("collection", "text"), ("site", "text"), ("dataset", "text"),
+                  ("attrs", "jsonb")]
+_STUDIES = _unnest_insert("study", _STUDY_COLUMNS, """
+    ON CONFLICT (study_uid) DO UPDATE SET
+        patient_pk = EXCLUDED.patient_pk, study_date = EXCLUDED.study_date,
+        study_time = EXCLUDED.study_time, accession_number = EXCLUDED.accession_number,
+        study_id = EXCLUDED.study_id, referring_physician_name = EXCLUDED.referring_physician_name,
+        study_description = EXCLUDED.study_description, attrs = EXCLUDED.attrs,
+        site = COALESCE(study.site, EXCLUDED.site),
+        dataset = COALESCE(study.dataset, EXCLUDED.dataset), updated_at = now()
+    RETURNING pk, study_uid""")
+
+_SERIES_COLUMNS = ("modality", "series_number", "series_description", "series_date",
+                   "series_time", "body_part", "pps_start_date", "pps_start_time")
+_SERIES_TYPES = [("study_pk", "bigint"), ("series_uid", "text"), ("modality", "text"),
+                 ("series_number", "integer"), ("series_description", "text"),
+                 ("series_date", "date"), ("series_time", "time"), ("body_part", "text"),
+                 ("pps_start_date", "date"), ("pps_start_time", "time"), ("attrs", "jsonb")]
+_SERIES_ROWS = _unnest_insert("series", _SERIES_TYPES, """
+    ON CONFLICT (series_uid) DO UPDATE SET
+        modality = EXCLUDED.modality, series_number = EXCLUDED.series_number,
+        series_description = EXCLUDED.series_description, series_date = EXCLUDED.series_date,
+        series_time = EXCLUDED.series_time, body_part = EXCLUDED.body_part,
+        pps_start_date = EXCLUDED.pps_start_date, pps_start_time = EXCLUDED.pps_start_time,
+        attrs = EXCLUDED.attrs, updated_at = now()
+    RETURNING pk, series_uid""")
+
+_INSTANCE_COLUMNS = [("series_pk", "bigint"), ("sop_uid", "text"), ("sop_class_uid", "text"),
+                     ("instance_number", "integer"), ("transfer_syntax", "text"),
+                     ("rows", "integer"), ("columns", "integer"), ("number_of_frames", "integer"),
+                     ("blob_key", "text"), ("size_bytes", "bigint"), ("sha256", "text"),
+                     ("pixels", "jsonb"), ("header", "jsonb")]
+_INSTANCES = _unnest_insert("instance", _INSTANCE_COLUMNS, "")
 
 
 async def _upsert_patients(
@@ -450,15 +508,9 @@ async def _upsert_patients(
         rows[key] = {k: c[k] for k in ("patient_id", "issuer", "patient_name",
                                        "patient_birth_date", "patient_sex")} | {
             "scope": scope, "collection": a.collection,
-            "attrs": _jsonb(_dumps(e.facts.level_attrs[Level.PATIENT]))}
-    stmt = pg_insert(patient).values(list(rows.values()))
-    x = stmt.excluded
-    upsert = stmt.on_conflict_do_update(
-        index_elements=["patient_id", "scope", "collection"],
-        set_={"patient_name": x.patient_name, "patient_birth_date": x.patient_birth_date,
-              "patient_sex": x.patient_sex, "attrs": x.attrs, "updated_at": func.now()},
-    ).returning(patient.c.pk, patient.c.patient_id, patient.c.scope, patient.c.collection)
-    return {(r.patient_id, r.scope, r.collection): r.pk for r in await conn.execute(upsert)}
+            "attrs": _dumps(e.facts.level_attrs[Level.PATIENT])}
+    result = await conn.execute(_PATIENTS, _columns_of(list(rows.values()), _PATIENT_COLUMNS))
+    return {(r.patient_id, r.scope, r.collection): r.pk for r in result}
 
 
 async def _upsert_studies(
@@ -475,28 +527,13 @@ async def _upsert_studies(
             "patient_pk": patient_pks[(c["patient_id"], patient_scope(c.get("issuer"), a.site),
                                        a.collection)],
             "collection": a.collection, "site": a.site, "dataset": a.dataset,
-            "attrs": _jsonb(_dumps(e.facts.level_attrs[Level.PATIENT]
-                                   | e.facts.level_attrs[Level.STUDY]))}
+            "attrs": _dumps(e.facts.level_attrs[Level.PATIENT] | e.facts.level_attrs[Level.STUDY])}
         if first is not None:  # a new study keeps its first writer's collection, site, dataset
             row |= {"collection": first["collection"], "site": first["site"] or a.site,
                     "dataset": first["dataset"] or a.dataset}
         rows[uid] = row
-    stmt = pg_insert(study).values(list(rows.values()))
-    x = stmt.excluded
-    upsert = stmt.on_conflict_do_update(
-        index_elements=["study_uid"],
-        set_={k: getattr(x, k) for k in ("patient_pk", "study_date", "study_time",
-                                         "accession_number", "study_id",
-                                         "referring_physician_name", "study_description",
-                                         "attrs")}
-        | {"site": func.coalesce(study.c.site, x.site),
-           "dataset": func.coalesce(study.c.dataset, x.dataset), "updated_at": func.now()},
-    ).returning(study.c.pk, study.c.study_uid)
-    return {r.study_uid: r.pk for r in await conn.execute(upsert)}
-
-
-_SERIES_COLUMNS = ("modality", "series_number", "series_description", "series_date",
-                   "series_time", "body_part", "pps_start_date", "pps_start_time")
+    result = await conn.execute(_STUDIES, _columns_of(list(rows.values()), _STUDY_COLUMNS))
+    return {r.study_uid: r.pk for r in result}
 
 
 async def _upsert_series(
@@ -508,14 +545,9 @@ async def _upsert_series(
         rows.pop(uid, None)
         rows[uid] = {k: c[k] for k in _SERIES_COLUMNS} | {
             "series_uid": uid, "study_pk": study_pks[e.facts.study_uid],
-            "attrs": _jsonb(_dumps(e.facts.level_attrs[Level.SERIES]))}
-    stmt = pg_insert(series).values(list(rows.values()))
-    x = stmt.excluded
-    upsert = stmt.on_conflict_do_update(
-        index_elements=["series_uid"],
-        set_={k: getattr(x, k) for k in (*_SERIES_COLUMNS, "attrs")} | {"updated_at": func.now()},
-    ).returning(series.c.pk, series.c.series_uid)
-    return {r.series_uid: r.pk for r in await conn.execute(upsert)}
+            "attrs": _dumps(e.facts.level_attrs[Level.SERIES])}
+    result = await conn.execute(_SERIES_ROWS, _columns_of(list(rows.values()), _SERIES_TYPES))
+    return {r.series_uid: r.pk for r in result}
 
 
 async def _insert_instances(
@@ -527,8 +559,8 @@ async def _insert_instances(
         rows.append({
             "series_pk": series_pks[f.series_uid], "sop_uid": f.sop_uid,
             "sop_class_uid": f.sop_class_uid, "transfer_syntax": f.transfer_syntax,
-            "pixels": _jsonb(_dumps(f.pixels.as_json())) if f.pixels else None,
-            "header": _jsonb(e.header_json if e.header_json is not None else _dumps(f.header)),
+            "pixels": _dumps(f.pixels.as_json()) if f.pixels else None,
+            "header": e.header_json if e.header_json is not None else _dumps(f.header),
         } | {k: c[k] for k in ("instance_number", "rows", "columns", "number_of_frames")}
             | e.blob)
-    await conn.execute(pg_insert(instance).values(rows))
+    await conn.execute(_INSTANCES, _columns_of(rows, _INSTANCE_COLUMNS))
