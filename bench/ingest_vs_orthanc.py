@@ -339,8 +339,11 @@ def main(argv: list[str] | None = None) -> int:
                        stdout=subprocess.DEVNULL)
     dataset = json.loads((Path(a.data) / "manifest.json").read_text())
     dataset = {k: v for k, v in dataset.items() if not isinstance(v, (list, dict))}
-    head = subprocess.run(["git", "-C", a.src, "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
+    def git_head(tree: str) -> str:
+        return subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+
+    head = git_head(a.src) or f"? (a snapshot; the bench tree is at {git_head(str(ROOT))})"
     dirty = subprocess.run(["git", "-C", a.src, "status", "--short", "--", "archive", "dicomweb",
                             "dimse", "storage"], capture_output=True, text=True).stdout.count("\n")
     paths = [p for p in a.paths.split(",") if p]

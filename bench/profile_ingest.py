@@ -48,9 +48,9 @@ AREAS: list[tuple[str, str]] = [
 
 
 # Leaf frames that are waits, not work (py-spy counts some blocked threads as active under load).
-IDLE = re.compile(r"selectors\.py|Condition\.wait|workers\.py:28\)|_WakeableClock\.sleep|"
+IDLE = re.compile(r"selectors\.py|Condition\.wait|_exit_with_parent|_WakeableClock\.sleep|"
                   r"SemLock\.__enter__|_ConnectionBase\.recv|Event\.wait|_worker \(concurrent|"
-                  r"Association\._run_reactor|service_actions|^\?$")
+                  r"_run_reactor \(pynetdicom/association\.py:714\)|service_actions|^\?$")
 
 
 def summarize(collapsed: Path, top: int = 25) -> str:
