@@ -30,7 +30,9 @@ from archive.identity.roles import Identity, Kind, Role
 from archive.ingest import ingest
 from archive.runtime import open_core
 
-PARALLEL = 4
+# Files in flight at once: each batch of the group commit then carries up to this many instances
+# (one flush and one index transaction for all of them); 4 made batches of ≤ 4 (issue 14).
+PARALLEL = 16
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (PS3.10 DICOMDIR)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,14 @@ from archive.index.db_errors import (
 )
 from archive.index.digests import stored_digests
 from archive.index.handles import Connection
-from archive.index.writes import Attribution, Indexed, recount, upsert_instance
+from archive.index.writes import (
+    Attribution,
+    BatchEntry,
+    Indexed,
+    recount,
+    upsert_batch,
+    upsert_instance,
+)
 from archive.instance import InstanceFacts
 from storage.base import Spooled
 
@@ -44,6 +52,8 @@ log = logging.getLogger("archive.group_commit")
 
 MAX_BATCH = 64
 WRITERS = 2
+# What ends a lease connection: the database went away, or the session broke.
+_LEASE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE, DatabaseError, ConnectionError)
 
 class _RetryIsolated(Exception):
     """An instance of an optimistic (savepoint-free) batch failed: redo it isolated."""
@@ -55,6 +65,7 @@ class _Item:
     spooled: Spooled
     attribution: Attribution
     future: asyncio.Future[tuple[Indexed, str | None]]
+    header_json: str | None = None  # facts.header encoded by the parse worker
     key: str | None = None
     error: BaseException | None = None
     indexed: Indexed | None = None
@@ -84,11 +95,14 @@ class GroupCommitter:
             await self._drop_lease()
 
     async def submit(
-        self, facts: InstanceFacts, spooled: Spooled, attribution: Attribution
+        self, facts: InstanceFacts, spooled: Spooled, attribution: Attribution,
+        header_json: str | None = None,
     ) -> tuple[Indexed, str | None]:
-        """Durably store and index one instance; returns (indexed, blob key or None)."""
+        """Durably store and index one instance; returns (indexed, blob key or None).
+        `header_json`: the header as JSON when the parse worker encoded it (facts.header is
+        then empty)."""
         future: asyncio.Future[tuple[Indexed, str | None]] = self.loop.create_future()
-        self._pending.append(_Item(facts, spooled, attribution, future))
+        self._pending.append(_Item(facts, spooled, attribution, future, header_json))
         self._wake.set()
         return await future
 
@@ -122,7 +136,7 @@ class GroupCommitter:
 
     async def _flush(self, batch: list[_Item]) -> None:
         metrics, started = self.core.metrics, self.loop.time()
-        todo = await self._skip_identical(batch)
+        todo = await self._skip_identical_and_journal(batch)
         if todo:
             await self._make_durable(todo)
             await self._index([i for i in todo if i.error is None])
@@ -140,42 +154,50 @@ class GroupCommitter:
                 assert item.indexed is not None
                 item.future.set_result((item.indexed, item.key))
 
-    async def _skip_identical(self, batch: list[_Item]) -> list[_Item]:
-        """Identical re-sends are answered from the index without writing a blob."""
-        try:
-            async with self.core.engine.connect() as conn:
-                stored = await stored_digests(conn, (i.facts.sop_uid for i in batch))
-        except UNAVAILABLE as exc:
-            raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
-        except DatabaseError as exc:  # e.g. "the database system is shutting down" (57P03)
-            raise _db_error(exc) from exc
-        todo = []
+    async def _skip_identical_and_journal(self, batch: list[_Item]) -> list[_Item]:
+        """Answer identical re-sends from the index without writing a blob, and journal new
+        keys for the rest (see archive.index.blob_journal) — both on this writer's lease
+        connection, so a batch checks out no pooled connection (and pings none) before its
+        index transaction."""
+        blobs = self.core.blobs
+        stored: dict[str, str] = {}
+        todo: list[_Item] = []
+
+        async def lookup_and_journal(conn: Connection) -> None:
+            nonlocal stored, todo
+            stored = await stored_digests(conn, (i.facts.sop_uid for i in batch))
+            todo = [i for i in batch if stored.get(i.facts.sop_uid) != i.spooled.sha256]
+            for item in todo:
+                item.key = item.key or blobs.new_key()
+            await blob_journal.journal(conn, [i.key for i in todo if i.key], blob_journal.WRITE,
+                                       self._owner)
+            await conn.commit()
+
+        await self._on_lease(lookup_and_journal)
         for item in batch:
             if stored.get(item.facts.sop_uid) == item.spooled.sha256:
                 item.future.set_result((Indexed("duplicate"), None))
-            else:
-                todo.append(item)
         return todo
 
     async def _make_durable(self, items: list[_Item]) -> None:
-        """Journal the new keys (committed), then commit the blobs under them."""
+        """Commit the blobs under their journaled keys (one flush for the batch)."""
         blobs = self.core.blobs
-        keys = [blobs.new_key() for _ in items]
-        await self._journal_writes(keys)
+        keys = [i.key or "" for i in items]
         outcomes = await self.core.run_blocking(
             blobs.commit_many, [i.spooled for i in items], keys)
         for item, outcome in zip(items, outcomes, strict=True):
             outcome = as_outcome(outcome)  # storage errors → archive errors
             if isinstance(outcome, BaseException):
-                item.error = outcome
+                item.error, item.key = outcome, None
             else:
                 item.key = outcome
 
-    async def _journal_writes(self, keys: list[str]) -> None:
-        """Record keys about to be written, under this writer's lock (a sweep on another node
-        leaves them alone while the lock is held and they are younger than its grace)."""
+    async def _on_lease(self, work: Callable[[Connection], Awaitable[None]]) -> None:
+        """Run `work` on this writer's lease connection, which holds its journal lock (a sweep
+        on another node leaves journaled keys alone while the lock is held and they are younger
+        than its grace). A lease that died (PostgreSQL restarted) is renewed once."""
         async with self._lease_lock:
-            for _attempt in range(2):  # a lease held across a PostgreSQL restart is dead: renew
+            for _attempt in range(2):
                 reused = self._lease is not None
                 try:
                     if self._lease is None:
@@ -184,10 +206,9 @@ class GroupCommitter:
                         await blob_journal.hold_owner(conn, owner)
                         await conn.commit()
                         self._owner = owner
-                    await blob_journal.journal(self._lease, keys, blob_journal.WRITE, self._owner)
-                    await self._lease.commit()
+                    await work(self._lease)
                     return
-                except (DatabaseError, OSError, ConnectionError) as exc:
+                except _LEASE_ERRORS as exc:
                     await self._drop_lease()
                     if not reused:
                         raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
@@ -228,6 +249,8 @@ class GroupCommitter:
         async with self.core.engine.begin() as conn:
             series_pks: set[int] = set()
             claimed = await blob_journal.claim_for_index(conn, [i.key or "" for i in ordered])
+            if not isolate and await self._index_batch(conn, ordered, claimed, series_pks):
+                ordered = []  # indexed with a few multi-row statements; recount and journal below
             for item in ordered:
                 assert item.key is not None
                 if item.key not in claimed:  # a sweep took it: the blob may be gone
@@ -238,7 +261,8 @@ class GroupCommitter:
                 try:
                     async with conn.begin_nested() if isolate else contextlib.nullcontext():
                         indexed = await upsert_instance(
-                            conn, item.facts, blob, item.attribution, policy, recount_now=False
+                            conn, item.facts, blob, item.attribution, policy, recount_now=False,
+                            header_json=item.header_json,
                         )
                         for hook in hooks:
                             await hook(conn, item.facts, indexed.study_pk)
@@ -255,6 +279,45 @@ class GroupCommitter:
                 await recount(conn, sorted(series_pks))
             await blob_journal.journal(conn, _unreferenced(ordered, claimed),
                                        blob_journal.UNREFERENCED)
+
+    async def _index_batch(self, conn: Connection, ordered: list[_Item], claimed: set[str],
+                           series_pks: set[int]) -> bool:
+        """The batch's new instances with a few multi-row statements (`upsert_batch`); False
+        when the batch needs the per-instance path (an already indexed SOP instance). Index
+        hooks run once per touched study, after its rows are written. A database error raises
+        _RetryIsolated: the transaction is rolled back and the batch redone per instance."""
+        for item in ordered:
+            if item.key not in claimed:  # a sweep took it: the blob may be gone
+                item.error = ArchiveUnavailable("stored file was swept before indexing, retry")
+        todo = [i for i in ordered if i.error is None]
+        if not todo:
+            return True
+        entries = [BatchEntry(i.facts, {"blob_key": i.key, "size_bytes": i.spooled.size,
+                                        "sha256": i.spooled.sha256}, i.attribution,
+                              i.header_json)
+                   for i in todo]
+        try:
+            outcomes = await upsert_batch(conn, entries)
+            if outcomes is None:
+                for item in ordered:
+                    item.error = None
+                return False
+            last: dict[int, _Item] = {}
+            for item, outcome in zip(todo, outcomes, strict=True):
+                if isinstance(outcome, Indexed):
+                    item.indexed = outcome
+                    series_pks.update(outcome.series_pks)
+                    last[outcome.study_pk] = item
+                else:
+                    item.error = outcome
+            for study_pk, item in last.items():
+                for hook in self.core.extensions.index_hooks:
+                    await hook(conn, item.facts, study_pk)
+        except UNAVAILABLE:
+            raise
+        except Exception as exc:
+            raise _RetryIsolated from exc
+        return True
 
     def _fail(self, item: _Item, exc: BaseException) -> None:
         if item.key is not None:

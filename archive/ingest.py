@@ -19,7 +19,8 @@ from archive import group_commit
 from archive.core import Caller, Core
 from archive.errors import ArchiveError, StudyMismatch
 from archive.index.writes import Attribution
-from archive.instance import InstanceFacts, read_instance
+from archive.instance import InstanceFacts
+from archive.workers import parse_for_index
 from storage.base import Spooled
 
 log = logging.getLogger("archive.ingest")
@@ -62,7 +63,7 @@ async def _ingest(
     blobs = core.blobs
     facts: InstanceFacts | None = None
     try:
-        facts = await parse(core, spooled)
+        facts, header_json = await parse(core, spooled)
         if expected_study is not None and facts.study_uid != expected_study:
             raise StudyMismatch(
                 f"StudyInstanceUID {facts.study_uid} differs from the request's {expected_study}"
@@ -72,10 +73,10 @@ async def _ingest(
             if replaced is not None:
                 blobs.discard(spooled)
                 spooled = replaced
-                facts = await parse(core, spooled)
+                facts, header_json = await parse(core, spooled)
         # blob durability + index, batched with concurrent ingests (see archive.group_commit)
         indexed, key = await group_commit.committer(core).submit(
-            facts, spooled, attribution_for(core, facts, caller)
+            facts, spooled, attribution_for(core, facts, caller), header_json
         )
     except BaseException as exc:
         if isinstance(exc, ArchiveError) and facts is not None:
@@ -96,20 +97,23 @@ async def _ingest(
     return _stored(facts, indexed.outcome)
 
 
-async def parse(core: Core, spooled: Spooled) -> InstanceFacts:
+async def parse(core: Core, spooled: Spooled) -> tuple[InstanceFacts, str]:
     """Parse a spooled instance in a worker process: header parsing is the biggest CPU cost of
-    ingest, and in worker processes it runs beside the event loop instead of holding its GIL."""
+    ingest, and in worker processes it runs beside the event loop instead of holding its GIL.
+    Returns the facts (header left out) and the header as the JSON the index stores."""
     workers = core.workers.parse if core.workers is not None else None
     pool = workers.get() if workers is not None else None
     if workers is None or pool is None:
-        return await core.run_blocking(read_instance, spooled.path, spooled.size)
-    try:
-        return await asyncio.get_running_loop().run_in_executor(
-            pool, read_instance, spooled.path, spooled.size
-        )
-    except BrokenProcessPool:
-        workers.broken(pool)  # a worker died (e.g. killed): a new pool next time
-        return await core.run_blocking(read_instance, spooled.path, spooled.size)
+        parsed = await core.run_blocking(parse_for_index, spooled.path, spooled.size)
+    else:
+        try:
+            parsed = await asyncio.get_running_loop().run_in_executor(
+                pool, parse_for_index, spooled.path, spooled.size
+            )
+        except BrokenProcessPool:
+            workers.broken(pool)  # a worker died (e.g. killed): a new pool next time
+            parsed = await core.run_blocking(parse_for_index, spooled.path, spooled.size)
+    return parsed.facts, parsed.header_json
 
 
 def _stored(facts: InstanceFacts, outcome: str) -> Stored:
