@@ -88,6 +88,8 @@ class Settings:
     max_request_parts: int = 10000  # parts in one STOW-RS body (413 above)
     http_max_header_bytes: int = 8190  # longest request line / header field (aiohttp's default)
     db_idle_release_seconds: float = 10.0  # close pooled connections idle this long (0: never)
+    http_header_read_timeout: float = 30.0  # seconds to send complete request headers (408 after)
+    dimse_max_associations_per_ae: int = 32  # concurrent associations of one calling AE (0: off)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def deidentify_profile(self, site: str | None) -> str:
@@ -317,6 +319,8 @@ PARSERS: dict[str, Any] = {
     "http_body_idle_timeout": float,
     "http_max_header_bytes": int,
     "db_idle_release_seconds": float,
+    "http_header_read_timeout": float,
+    "dimse_max_associations_per_ae": int,
 }
 
 
