@@ -4,6 +4,7 @@ releases idle connections. Uses a private cluster (tests/reliability/pg_cluster.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,3 +77,49 @@ def test_smart_shutdown_completes_while_the_archive_runs(
     assert time.monotonic() - started < 30
     cluster.start()
     assert requests.get(archive.url + "/studies", timeout=30).status_code == 200
+
+
+def test_database_shutting_down_at_connect_is_503(
+        cluster: Cluster, archive: RunningArchive) -> None:
+    """Found by bench/soak.py: while PostgreSQL shuts down, a new connection is refused with
+    "the database system is shutting down" (57P03), a plain DBAPIError at connect — STOW-RS
+    answered 409 "internal error while storing" and C-STORE 0x0110 instead of 503 / 0xA700.
+    A smart shutdown held open by one outside session keeps PostgreSQL in exactly that state."""
+    import asyncio
+    import subprocess
+
+    import asyncpg
+
+    from tests.reliability.pg_cluster import _bin
+
+    assert stow(archive, body_of(part(f.to_bytes(f.image("warm"))))).status_code == 200
+    time.sleep(2.5)  # the archive's idle pooled connections are released (1 s in this fixture)
+
+    async def hold_and_check() -> None:
+        held = await asyncpg.connect(cluster.url)  # keeps the smart shutdown from completing
+        cmd = [_bin("pg_ctl"), "-D", str(cluster.data), "-m", "smart", "-W", "stop"]
+        subprocess.run(["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd,
+                       check=True, capture_output=True, timeout=30)
+        try:
+            for _ in range(50):  # until PostgreSQL refuses new connections
+                try:
+                    (await asyncpg.connect(cluster.url, timeout=5)).terminate()
+                except asyncpg.CannotConnectNowError:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("PostgreSQL never entered its shutdown")
+            r = await asyncio.to_thread(stow, archive, body_of(part(f.to_bytes(f.image("sd")))))
+            assert r.status_code == 503, (r.status_code, r.text)
+            assert r.headers["Retry-After"].isdigit()
+            assert await asyncio.to_thread(c_store_status, archive, 3) == 0xA700
+        finally:
+            await held.close()  # the smart shutdown completes
+
+    asyncio.run(hold_and_check())
+    for _ in range(100):
+        if not (cluster.data / "postmaster.pid").exists():
+            break
+        time.sleep(0.2)
+    cluster.start()
+    assert stow(archive, body_of(part(f.to_bytes(f.image("back"))))).status_code == 200
