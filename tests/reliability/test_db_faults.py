@@ -68,13 +68,27 @@ def test_database_outage_is_503_and_recovers_without_restart(
     assert q.status_code == 200 and len(q.json()) == 3
 
 
+# How long a smart shutdown may take: a hang (connections held forever) is what this catches,
+# so the bound is far above the 1 s release period — a loaded CI machine (load 15-20 on 2
+# cores measured) must not turn a working release into a failure. Polled, not one pg_ctl wait.
+SMART_SHUTDOWN_BOUND = 60.0
+
+
 def test_smart_shutdown_completes_while_the_archive_runs(
         cluster: Cluster, archive: RunningArchive) -> None:
     assert stow(archive, body_of(part(f.to_bytes(f.image("smart"))))).status_code == 200
-    assert requests.get(archive.url + "/studies", timeout=30).status_code == 200
+    for _ in range(20):  # stop while the pool holds idle connections, so their release counts
+        assert requests.get(archive.url + "/studies", timeout=30).status_code == 200
+        if archive.core.engine.pool.checkedin() > 0:  # type: ignore[attr-defined]
+            break
+    assert archive.core.engine.pool.checkedin() > 0  # type: ignore[attr-defined]
     started = time.monotonic()
-    cluster.stop("smart", timeout=30)  # raises if the pool's idle connections hold it off
-    assert time.monotonic() - started < 30
+    cluster.request_stop("smart")  # waits for every session, the archive's pool included
+    while cluster.running() and time.monotonic() - started < SMART_SHUTDOWN_BOUND:
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    assert not cluster.running(), f"smart shutdown still waiting after {elapsed:.0f} s"
+    print(f"smart shutdown completed in {elapsed:.1f} s")
     cluster.start()
     assert requests.get(archive.url + "/studies", timeout=30).status_code == 200
 
