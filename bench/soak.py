@@ -382,7 +382,9 @@ class Soak:
         return event
 
     def fault_loop(self) -> None:
-        kinds = ["postgres-restart", "kill-9"] + (["disk-full"] if self.tmpfs else [])
+        kinds = [k for k in self.args.faults.split(",") if k and (k != "disk-full" or self.tmpfs)]
+        if not kinds:
+            return
         k = 0
         while not self.stop.wait(self.args.fault_every):
             self.faulting.set()
@@ -535,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--think", type=float, default=0.5, help="seconds a client pauses")
     ap.add_argument("--tmpfs-mb", type=int, default=384, help="size of the data tmpfs")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--faults", default="postgres-restart,kill-9,disk-full",
+                    help="faults injected in turn (leave out kill-9 to follow one server "
+                         "process's RSS for the whole run)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="archive-soak-"))
     data_dir = work / "data"
