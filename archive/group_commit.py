@@ -145,9 +145,11 @@ class GroupCommitter:
         try:
             async with self.core.engine.connect() as conn:
                 stored = await stored_digests(conn, (i.facts.sop_uid for i in batch))
-        except (*UNAVAILABLE, DatabaseError) as exc:
+        except UNAVAILABLE as exc:
+            raise ArchiveUnavailable(f"index unavailable: {exc}") from exc
+        except DatabaseError as exc:
             # also "the database system is shutting down" (57P03) at connect, a plain DBAPIError
-            if isinstance(exc, UNAVAILABLE) or is_unavailable(exc):
+            if is_unavailable(exc):
                 raise ArchiveUnavailable(f"index unavailable: {exc}"[:300]) from exc
             raise
         todo = []

@@ -515,7 +515,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"{v['missing_count']}, different {v['different_count']}",
              f"- deleted instances: {v['deleted_instances']} (gone {v['deleted_gone']}, still "
              f"there {v['deleted_still_there']})",
-             f"- faults: " + ", ".join(f"{e['kind']}@{e['at_s']}s→ready {e.get('ready_after_s')}s"
+             "- faults: " + ", ".join(f"{e['kind']}@{e['at_s']}s→ready {e.get('ready_after_s')}s"
                                        for e in result["faults"]),
              f"- server log: {result['logs']}", "", "| counter | n |", "|---|---|"]
     lines += [f"| {k} | {n} |" for k, n in sorted(c.items())]

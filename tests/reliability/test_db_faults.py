@@ -4,7 +4,6 @@ releases idle connections. Uses a private cluster (tests/reliability/pg_cluster.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,20 +99,15 @@ def test_database_shutting_down_at_connect_is_503(
     answered 409 "internal error while storing" and C-STORE 0x0110 instead of 503 / 0xA700.
     A smart shutdown held open by one outside session keeps PostgreSQL in exactly that state."""
     import asyncio
-    import subprocess
 
     import asyncpg
-
-    from tests.reliability.pg_cluster import _bin
 
     assert stow(archive, body_of(part(f.to_bytes(f.image("warm"))))).status_code == 200
     time.sleep(2.5)  # the archive's idle pooled connections are released (1 s in this fixture)
 
     async def hold_and_check() -> None:
         held = await asyncpg.connect(cluster.url)  # keeps the smart shutdown from completing
-        cmd = [_bin("pg_ctl"), "-D", str(cluster.data), "-m", "smart", "-W", "stop"]
-        subprocess.run(["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd,
-                       check=True, capture_output=True, timeout=30)
+        await asyncio.to_thread(cluster.request_stop, "smart")
         try:
             for _ in range(50):  # until PostgreSQL refuses new connections
                 try:

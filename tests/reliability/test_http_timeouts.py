@@ -119,5 +119,5 @@ def test_connections_use_the_timed_handler(server: RunningArchive) -> None:
     handler = TimedRequestHandler.__mro__[1]
     for attr in ("_messages", "_waiter", "_request_in_progress", "_force_close"):
         assert attr in handler.__slots__, attr  # type: ignore[attr-defined]
-    assert callable(getattr(handler, "_handle_request"))
+    assert callable(handler._handle_request)
     assert server.settings.http_header_read_timeout == 30.0
