@@ -35,8 +35,11 @@ async def running(settings: Settings, workers: Workers | None = None) -> AsyncIt
         assert core.workers is not None
         core.workers.start()  # spawn now, not on the first store or conversion
         tune_pynetdicom()
-        # TimedAppRunner adds the header-read and body-idle timeouts (dicomweb/http_timeouts.py)
+        # TimedAppRunner adds the header-read and body-idle timeouts (dicomweb/http_timeouts.py);
+        # keep-alive idle as aiohttp's run_app (75 s, not RequestHandler's 3630 s): it also bounds
+        # a stalled request whose first bytes arrived with the previous one (pipelined)
         runner = TimedAppRunner(create_app(core), access_log=None, shutdown_timeout=30,
+                                keepalive_timeout=75,
                                 max_line_size=settings.http_max_header_bytes,
                                 max_field_size=settings.http_max_header_bytes,
                                 header_timeout=settings.http_header_read_timeout,

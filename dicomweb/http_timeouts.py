@@ -10,7 +10,9 @@ protocol object and a parser buffer forever. nginx (`client_header_timeout`) and
 - **header-read timeout** (`http_header_read_timeout`): the request line and headers must be
   complete within N seconds — counted from the accept for a connection's first request and
   from the first byte for each later keep-alive request (the idle time between requests stays
-  the keep-alive timer's business). Trickling bytes does not reset the clock. On expiry the
+  the keep-alive timer's business: 75 s, set in archive/server.py — which also bounds a next
+  request whose first bytes arrived together with the previous one and then stalled, as those
+  bytes cannot be told from body bytes here). Trickling bytes does not reset the clock. On expiry the
   connection is answered `408 Request Timeout` and closed — never dropped without a response.
 - **body-idle timeout** (`http_body_idle_timeout`): while a handler is blocked reading a
   request body and no byte arrives for N seconds, the read fails with `RequestTimeout`, which
