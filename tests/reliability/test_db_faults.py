@@ -131,3 +131,25 @@ def test_database_shutting_down_at_connect_is_503(
         time.sleep(0.2)
     cluster.start()
     assert stow(archive, body_of(part(f.to_bytes(f.image("back"))))).status_code == 200
+
+
+def test_connection_state_error_during_an_outage_counts_as_unavailable() -> None:
+    """bench/soak.py saw, only while its PostgreSQL was down or restarting, asyncpg's
+    "cannot switch to state 15; another operation (2) is in progress" (InternalClientError)
+    on a pooled connection — QIDO and DELETE answered 500, C-STORE 0x0110, STOW 409. The chain
+    here is the one the soak logged: SQLAlchemy's InternalError → its asyncpg adapter error →
+    asyncpg's own (which cannot be provoked on demand); it now maps to 503 / 0xA700."""
+    from asyncpg.exceptions._base import InternalClientError
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+    from sqlalchemy.exc import InternalError
+
+    from archive.errors import ArchiveUnavailable
+    from archive.group_commit import _db_error
+    from archive.index.db_errors import is_unavailable
+
+    message = "cannot switch to state 15; another operation (2) is in progress"
+    adapted = AsyncAdapt_asyncpg_dbapi.InternalClientError(message)
+    adapted.__cause__ = InternalClientError(message)
+    exc = InternalError("SELECT instance.sop_uid FROM instance", {}, adapted)
+    assert is_unavailable(exc)
+    assert isinstance(_db_error(exc), ArchiveUnavailable)
