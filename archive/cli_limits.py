@@ -8,7 +8,8 @@ import argparse
 LIMIT_SETTINGS = ("dimse_max_pdu", "dimse_idle_timeout", "dimse_artim_timeout",
                   "dimse_max_associations", "max_stow_requests", "db_idle_release_seconds",
                   "max_request_parts", "http_max_header_bytes",
-                  "http_body_idle_timeout")
+                  "http_body_idle_timeout", "http_header_read_timeout",
+                  "dimse_max_associations_per_ae")
 
 
 def add_limit_flags(s: argparse.ArgumentParser) -> None:
@@ -35,3 +36,9 @@ def add_limit_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--http-max-header-bytes", type=int, metavar="BYTES",
                    help="longest HTTP request line or header field, 400/431 above "
                         "(ARCHIVE_HTTP_MAX_HEADER_BYTES, 8190)")
+    s.add_argument("--http-header-read-timeout", type=float, metavar="SECONDS",
+                   help="answer 408 and close a connection whose request headers are not "
+                        "complete in time (ARCHIVE_HTTP_HEADER_READ_TIMEOUT, 30; 0: off)")
+    s.add_argument("--dimse-max-associations-per-ae", type=int, metavar="N",
+                   help="concurrent associations of one calling AE title, more are rejected "
+                        "(ARCHIVE_DIMSE_MAX_ASSOCIATIONS_PER_AE, 32; 0: off)")

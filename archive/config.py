@@ -96,6 +96,8 @@ class Settings:
     run_jobs: bool = True
     job_concurrency: int = 2  # jobs one node runs at once
     job_stalled_seconds: float = 30.0  # a worker silent this long is dead: its jobs are retried
+    http_header_read_timeout: float = 30.0  # seconds to send complete request headers (408 after)
+    dimse_max_associations_per_ae: int = 32  # concurrent associations of one calling AE (0: off)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def deidentify_profile(self, site: str | None) -> str:
@@ -344,6 +346,8 @@ PARSERS: dict[str, Any] = {
     "run_jobs": _bool,
     "job_concurrency": _positive_int,
     "job_stalled_seconds": _positive_float,
+    "http_header_read_timeout": float,
+    "dimse_max_associations_per_ae": int,
 }
 
 

@@ -20,6 +20,7 @@ from archive.core import Core
 from archive.runtime import open_core
 from archive.workers import Workers
 from dicomweb.app import create_app
+from dicomweb.http_timeouts import TimedAppRunner
 from dimse.listener import Listener
 from dimse.tuning import tune_pynetdicom
 
@@ -34,9 +35,15 @@ async def running(settings: Settings, workers: Workers | None = None) -> AsyncIt
         assert core.workers is not None
         core.workers.start()  # spawn now, not on the first store or conversion
         tune_pynetdicom()
-        runner = web.AppRunner(create_app(core), access_log=None, shutdown_timeout=30,
-                               max_line_size=settings.http_max_header_bytes,
-                               max_field_size=settings.http_max_header_bytes)
+        # TimedAppRunner adds the header-read and body-idle timeouts (dicomweb/http_timeouts.py);
+        # keep-alive idle as aiohttp's run_app (75 s, not RequestHandler's 3630 s): it also bounds
+        # a stalled request whose first bytes arrived with the previous one (pipelined)
+        runner = TimedAppRunner(create_app(core), access_log=None, shutdown_timeout=30,
+                                keepalive_timeout=75,
+                                max_line_size=settings.http_max_header_bytes,
+                                max_field_size=settings.http_max_header_bytes,
+                                header_timeout=settings.http_header_read_timeout,
+                                body_idle_timeout=settings.http_body_idle_timeout)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.http_port,
                            ssl_context=tls.http_context(settings))

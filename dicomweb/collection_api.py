@@ -9,6 +9,7 @@ from aiohttp import web
 from archive.curation.collection import change_collection
 from archive.errors import Forbidden, InvalidRequest
 from dicomweb.auth import caller_from_request
+from dicomweb.guards import has_unstorable_text
 from dicomweb.keys import CORE
 
 
@@ -22,6 +23,8 @@ async def put_collection(request: web.Request) -> web.Response:
         body = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
+    if has_unstorable_text(body):  # PostgreSQL cannot hold it: a 400, not a 500 later
+        raise InvalidRequest("body must not contain NUL characters or lone surrogates")
     if not isinstance(body, dict) or "collection" not in body:
         raise InvalidRequest('body must be a JSON object {"collection": NAME}')
     result = await change_collection(core, caller, request.match_info["study"],

@@ -21,7 +21,7 @@ from archive.commons import cohorts, service
 from archive.commons.explore import suppress_facet
 from archive.errors import InvalidRequest, NotAllowed, NotFound, UnsupportedMediaType
 from dicomweb.auth import caller_from_request
-from dicomweb.guards import has_nul
+from dicomweb.guards import has_unstorable_text
 from dicomweb.keys import CORE
 from dicomweb.media_types import negotiate, parse_media_type
 from dicomweb.urls import base_url
@@ -246,8 +246,8 @@ async def _json_body(request: web.Request) -> Any:
         body = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
-    if has_nul(body):  # PostgreSQL text cannot hold NUL: refuse it here, not as a 500 later
-        raise InvalidRequest("body must not contain NUL characters")
+    if has_unstorable_text(body):  # PostgreSQL cannot hold it: refuse here, not a 500 later
+        raise InvalidRequest("body must not contain NUL characters or lone surrogates")
     return body
 
 

@@ -37,9 +37,21 @@ def _keys() -> list[dict[str, Any]]:
          "description": "answer of the case's observation <name> (match only)"}]
 
 
+# What any operation may answer besides its own codes (issue 13: Schemathesis checks that every
+# status the archive sends is documented for the operation).
+ANY = {"401": {"description": "no valid credential, and the route is not open to anonymous "
+                              "callers"},
+       "403": {"description": "the caller's role does not allow this"},
+       "503": {"description": "the database is unavailable; retry after `Retry-After` seconds"}}
+WITH_BODY = {"408": {"description": "the request body stalled (http_body_idle_timeout)"},
+             "413": {"description": "the request body is too large"},
+             "415": {"description": "unsupported Content-Type (send application/json)"}}
+
+
 def _op(summary: str, responses: dict[str, Any], params: list[dict[str, Any]] | None = None,
         body: dict[str, Any] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": responses | ERRORS}
+    op: dict[str, Any] = {"summary": summary,
+                          "responses": ANY | (WITH_BODY if body else {}) | responses | ERRORS}
     if params:
         op["parameters"] = params
     if body:

@@ -20,6 +20,7 @@ from archive.commons.suggest import parse_limit, service
 from archive.curation.testsets import Shortfall
 from archive.errors import InvalidRequest
 from dicomweb.auth import caller_from_request
+from dicomweb.guards import has_unstorable_text
 from dicomweb.keys import CORE
 from dicomweb.urls import base_url
 
@@ -42,9 +43,12 @@ async def _body(request: web.Request, required: bool = True) -> Any:
     if not raw.strip() and not required:
         return None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
+    if has_unstorable_text(body):  # PostgreSQL cannot hold it: refuse here, not a 500 later
+        raise InvalidRequest("body must not contain NUL characters or lone surrogates")
+    return body
 
 
 async def get_qc(request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ from archive.transfer_syntax import (
     IMPLICIT_VR_LE,
 )
 from dimse import audit, find, get, move, peers
-from dimse.limits import apply_limits, association_counters
+from dimse.limits import apply_limits, association_counters, per_ae_limit
 from dimse.permissions import handle_echo
 from dimse.store import handle_store
 
@@ -69,6 +69,7 @@ class Listener:
         handlers: list[Any] = association_counters(core.metrics)  # dimse/limits.py
         for service in services():
             handlers.extend(service(ae, core, loop))
+        handlers.append(per_ae_limit(settings))  # after identity: dimse/limits.py
         self.ae = ae
         server = ae.start_server(
             (settings.host, settings.dimse_port), block=False, evt_handlers=handlers

@@ -255,6 +255,10 @@ def parse_json(body: bytes) -> Batch:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
+    try:  # "\\ud800" is valid JSON with no UTF-8 form: PostgreSQL would refuse it with a 500
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest("body must not contain lone surrogates") from exc
     items = doc.get("cases") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise InvalidRequest('expected a JSON list of cases or {"cases": [...]}')

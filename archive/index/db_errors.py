@@ -15,6 +15,7 @@ from asyncpg.exceptions import (
 )
 from asyncpg.exceptions._base import DataError as ArgumentDataError
 from asyncpg.exceptions._base import InterfaceError as DriverInterfaceError
+from asyncpg.exceptions._base import InternalClientError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 # The database cannot be reached (connection refused or lost): retry later.
@@ -56,9 +57,13 @@ def is_bad_value(exc: BaseException) -> bool:
     return any(isinstance(c, BAD_VALUE) for c in causes(exc))
 
 
-# PostgreSQL shutting down or restarting (class 57), a lost connection, a closed socket.
+# PostgreSQL shutting down or restarting (class 57), a lost connection, a closed socket; and
+# asyncpg's "cannot switch to state N; another operation is in progress" (InternalClientError),
+# which bench/soak.py met only while PostgreSQL was down or restarting (a pooled connection left
+# mid-operation by the outage) — answered 500 / 0x0110 / STOW 409 before.
 GONE: tuple[type[BaseException], ...] = (*UNAVAILABLE, OperatorInterventionError,
-                                         PostgresConnectionError, TimeoutError)
+                                         PostgresConnectionError, TimeoutError,
+                                         InternalClientError)
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -54,6 +54,17 @@ class Cluster:
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-t", str(timeout), "-w",
                   "stop", timeout=timeout + 10)
 
+    def request_stop(self, mode: str = "smart") -> None:
+        """Ask the postmaster to stop and return at once (pg_ctl -W)."""
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-W", "stop")
+
+    def running(self) -> bool:
+        """The postmaster is up: `pg_ctl status` exits 0 (3 once it has stopped)."""
+        cmd = [_bin("pg_ctl"), "-D", str(self.data), "status"]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
+
     def close(self) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--", _bin("pg_ctl"), "-D", str(self.data),
                         "-m", "immediate", "stop"] if os.geteuid() == 0 else

@@ -1,6 +1,7 @@
 """Issue 13 DIMSE limits against a real listener: a PDU announcing more than the maximum is
 aborted before its bytes are read (server RSS stays flat), connections that never associate
-are closed by ARTIM, and the association limit leaves the listener usable afterwards."""
+are closed by ARTIM, the association limit leaves the listener usable afterwards, and one
+calling AE title cannot take more than its share of associations."""
 
 from __future__ import annotations
 
@@ -91,3 +92,57 @@ def test_silent_connections_are_closed_by_artim(server_factory) -> None:  # type
     finally:
         for s in idle:
             s.close()
+
+
+def _associate(server: RunningArchive, calling: str):  # type: ignore[no-untyped-def]
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(Verification)
+    host, port, aet = server.dimse
+    return ae.associate(host, port, ae_title=aet)
+
+
+def test_associations_per_calling_ae_are_limited(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """One calling AE title holding `dimse_max_associations_per_ae` associations gets the next
+    one rejected (A-ASSOCIATE-RJ transient, service provider, local limit exceeded) while
+    another AE still connects; a slot freed by a release is usable again."""
+    server: RunningArchive = server_factory(dimse_max_associations_per_ae=2)
+    held = [_associate(server, "GREEDY") for _ in range(2)]
+    try:
+        assert all(a.is_established for a in held)
+        extra = _associate(server, "GREEDY")
+        assert extra.is_rejected and not extra.is_established
+        rj = extra.acceptor.primitive
+        assert (rj.result, rj.result_source, rj.diagnostic) == (0x02, 0x03, 0x02), rj
+        other = _associate(server, "OTHER")  # another AE is not locked out
+        assert other.is_established and int(other.send_c_echo().Status) == 0
+        other.release()
+        assert int(held[0].send_c_echo().Status) == 0  # the held ones still work
+        held.pop().release()
+        deadline = time.monotonic() + 10
+        again = _associate(server, "GREEDY")
+        while not again.is_established and time.monotonic() < deadline:
+            time.sleep(0.2)  # the released association's thread may still be winding down
+            again = _associate(server, "GREEDY")
+        assert again.is_established
+        again.release()
+    finally:
+        for a in held:
+            a.release()
+    rejected = server.core.metrics.associations.labels("rejected")._value.get()
+    assert rejected >= 1
+
+
+def test_simultaneous_requests_of_one_ae_get_exactly_the_limit(server_factory) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    server: RunningArchive = server_factory(dimse_max_associations_per_ae=3)
+    with ThreadPoolExecutor(8) as pool:
+        assocs = list(pool.map(lambda _: _associate(server, "BURST"), range(8)))
+    try:
+        assert sum(a.is_established for a in assocs) == 3
+        assert sum(a.is_rejected for a in assocs) == 5
+    finally:
+        for a in assocs:
+            if a.is_established:
+                a.release()
+    assert _echo_ok(server)
