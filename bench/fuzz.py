@@ -2,7 +2,8 @@
 
     python -m bench.fuzz [--examples N]
 
-Runs tests/reliability/test_fuzz.py against real archives (needs ARCHIVE_TEST_DATABASE_URL or
+Runs tests/reliability/test_fuzz.py and test_schemathesis.py (the /commons OpenAPI) against
+real archives (needs ARCHIVE_TEST_DATABASE_URL or
 the embedded PostgreSQL) and prints each test's counts: tried / 4xx / 5xx / dropped.
 """
 
@@ -23,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     report = Path(tempfile.mkdtemp(prefix="archive-fuzz-")) / "counts.txt"
     env = os.environ | {"ARCHIVE_FUZZ_LONG": "1", "ARCHIVE_FUZZ_EXAMPLES": str(args.examples),
                         "ARCHIVE_FUZZ_REPORT": str(report)}
-    test = Path(__file__).resolve().parents[1] / "tests" / "reliability" / "test_fuzz.py"
-    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", str(test)],
+    here = Path(__file__).resolve().parents[1] / "tests" / "reliability"
+    tests = [str(here / "test_fuzz.py"), str(here / "test_schemathesis.py")]
+    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *tests],
                          env=env)
     print(report.read_text() if report.exists() else "no counts recorded")
     return rc
