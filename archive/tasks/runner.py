@@ -125,8 +125,10 @@ async def running_jobs(core: Core, url: str) -> Any:
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     runner = JobRunner(core, url)
     task = asyncio.create_task(runner.run(), name="job-runner")
-    log.info("job worker started", extra={"worker": runner.name,
-                                          "concurrency": core.settings.job_concurrency})
+    # debug: `archive serve` starts quietly with its banner first (tests/clients/test_console.py);
+    # `archive worker` says "worker ready" itself
+    log.debug("job worker started", extra={"worker": runner.name,
+                                           "concurrency": core.settings.job_concurrency})
     try:
         yield runner
     finally:
