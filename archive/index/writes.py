@@ -42,53 +42,59 @@ class Indexed:
     series_pks: tuple[int, ...] = ()  # series whose aggregates this write changed
 
 
+# The upsert rules, shared by the one-instance statements and the batched ones (archive.group_commit)
+# so the two paths can never disagree (e.g. the first attribution of a study's site is kept).
+_PATIENT_CONFLICT = """ON CONFLICT (patient_id, scope, collection) DO UPDATE SET
+        patient_name = EXCLUDED.patient_name, patient_birth_date = EXCLUDED.patient_birth_date,
+        patient_sex = EXCLUDED.patient_sex, attrs = EXCLUDED.attrs, updated_at = now()"""
+_STUDY_CONFLICT = """ON CONFLICT (study_uid) DO UPDATE SET
+        patient_pk = EXCLUDED.patient_pk, study_date = EXCLUDED.study_date,
+        study_time = EXCLUDED.study_time, accession_number = EXCLUDED.accession_number,
+        study_id = EXCLUDED.study_id, referring_physician_name = EXCLUDED.referring_physician_name,
+        study_description = EXCLUDED.study_description, attrs = EXCLUDED.attrs,
+        site = COALESCE(study.site, EXCLUDED.site),
+        dataset = COALESCE(study.dataset, EXCLUDED.dataset), updated_at = now()"""
+_SERIES_CONFLICT = """ON CONFLICT (series_uid) DO UPDATE SET
+        modality = EXCLUDED.modality, series_number = EXCLUDED.series_number,
+        series_description = EXCLUDED.series_description, series_date = EXCLUDED.series_date,
+        series_time = EXCLUDED.series_time, body_part = EXCLUDED.body_part,
+        pps_start_date = EXCLUDED.pps_start_date, pps_start_time = EXCLUDED.pps_start_time,
+        attrs = EXCLUDED.attrs, updated_at = now()"""
+
 # A patient is (PatientID, scope, collection): scope is IssuerOfPatientID when present, else the
 # contributing site, so one PatientID from two sites is two patients, and patient-level attributes
 # never cross collections (a sequestered upload never renames a public patient).
 _PATIENT = text(
-    """
+    f"""
     INSERT INTO patient (patient_id, issuer, scope, collection, patient_name, patient_birth_date,
                          patient_sex, attrs)
     VALUES (:patient_id, :issuer, :scope, :collection, :patient_name, :patient_birth_date,
             :patient_sex, CAST(:attrs AS jsonb))
-    ON CONFLICT (patient_id, scope, collection) DO UPDATE SET
-        patient_name = EXCLUDED.patient_name, patient_birth_date = EXCLUDED.patient_birth_date,
-        patient_sex = EXCLUDED.patient_sex, attrs = EXCLUDED.attrs, updated_at = now()
+    {_PATIENT_CONFLICT}
     RETURNING pk
     """
 )
 
 _STUDY = text(
-    """
+    f"""
     INSERT INTO study (patient_pk, study_uid, study_date, study_time, accession_number, study_id,
                        referring_physician_name, study_description, collection, site, dataset,
                        attrs)
     VALUES (:patient_pk, :study_uid, :study_date, :study_time, :accession_number, :study_id,
             :referring_physician_name, :study_description, :collection, :site, :dataset,
             CAST(:attrs AS jsonb))
-    ON CONFLICT (study_uid) DO UPDATE SET
-        patient_pk = EXCLUDED.patient_pk, study_date = EXCLUDED.study_date,
-        study_time = EXCLUDED.study_time, accession_number = EXCLUDED.accession_number,
-        study_id = EXCLUDED.study_id, referring_physician_name = EXCLUDED.referring_physician_name,
-        study_description = EXCLUDED.study_description, attrs = EXCLUDED.attrs,
-        site = COALESCE(study.site, EXCLUDED.site),
-        dataset = COALESCE(study.dataset, EXCLUDED.dataset), updated_at = now()
+    {_STUDY_CONFLICT}
     RETURNING pk
     """
 )
 
 _SERIES = text(
-    """
+    f"""
     INSERT INTO series (study_pk, series_uid, modality, series_number, series_description,
                         series_date, series_time, body_part, pps_start_date, pps_start_time, attrs)
     VALUES (:study_pk, :series_uid, :modality, :series_number, :series_description, :series_date,
             :series_time, :body_part, :pps_start_date, :pps_start_time, CAST(:attrs AS jsonb))
-    ON CONFLICT (series_uid) DO UPDATE SET
-        modality = EXCLUDED.modality, series_number = EXCLUDED.series_number,
-        series_description = EXCLUDED.series_description, series_date = EXCLUDED.series_date,
-        series_time = EXCLUDED.series_time, body_part = EXCLUDED.body_part,
-        pps_start_date = EXCLUDED.pps_start_date, pps_start_time = EXCLUDED.pps_start_time,
-        attrs = EXCLUDED.attrs, updated_at = now()
+    {_SERIES_CONFLICT}
     RETURNING pk, study_pk
     """
 )
@@ -453,10 +459,8 @@ def _columns_of(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> d
 _PATIENT_COLUMNS = [("patient_id", "text"), ("issuer", "text"), ("scope", "text"),
                     ("collection", "text"), ("patient_name", "text"),
                     ("patient_birth_date", "date"), ("patient_sex", "text"), ("attrs", "jsonb")]
-_PATIENTS = _unnest_insert("patient", _PATIENT_COLUMNS, """
-    ON CONFLICT (patient_id, scope, collection) DO UPDATE SET
-        patient_name = EXCLUDED.patient_name, patient_birth_date = EXCLUDED.patient_birth_date,
-        patient_sex = EXCLUDED.patient_sex, attrs = EXCLUDED.attrs, updated_at = now()
+_PATIENTS = _unnest_insert("patient", _PATIENT_COLUMNS, f"""
+    {_PATIENT_CONFLICT}
     RETURNING pk, patient_id, scope, collection""")
 
 _STUDY_COLUMNS = [("patient_pk", "bigint"), ("study_uid", "text"), ("study_date", "date"),
@@ -464,14 +468,8 @@ _STUDY_COLUMNS = [("patient_pk", "bigint"), ("study_uid", "text"), ("study_date"
                   ("referring_physician_name", "text"), ("study_description", "text"),
                   ("collection", "text"), ("site", "text"), ("dataset", "text"),
                   ("attrs", "jsonb")]
-_STUDIES = _unnest_insert("study", _STUDY_COLUMNS, """
-    ON CONFLICT (study_uid) DO UPDATE SET
-        patient_pk = EXCLUDED.patient_pk, study_date = EXCLUDED.study_date,
-        study_time = EXCLUDED.study_time, accession_number = EXCLUDED.accession_number,
-        study_id = EXCLUDED.study_id, referring_physician_name = EXCLUDED.referring_physician_name,
-        study_description = EXCLUDED.study_description, attrs = EXCLUDED.attrs,
-        site = COALESCE(study.site, EXCLUDED.site),
-        dataset = COALESCE(study.dataset, EXCLUDED.dataset), updated_at = now()
+_STUDIES = _unnest_insert("study", _STUDY_COLUMNS, f"""
+    {_STUDY_CONFLICT}
     RETURNING pk, study_uid""")
 
 _SERIES_COLUMNS = ("modality", "series_number", "series_description", "series_date",
@@ -480,13 +478,8 @@ _SERIES_TYPES = [("study_pk", "bigint"), ("series_uid", "text"), ("modality", "t
                  ("series_number", "integer"), ("series_description", "text"),
                  ("series_date", "date"), ("series_time", "time"), ("body_part", "text"),
                  ("pps_start_date", "date"), ("pps_start_time", "time"), ("attrs", "jsonb")]
-_SERIES_ROWS = _unnest_insert("series", _SERIES_TYPES, """
-    ON CONFLICT (series_uid) DO UPDATE SET
-        modality = EXCLUDED.modality, series_number = EXCLUDED.series_number,
-        series_description = EXCLUDED.series_description, series_date = EXCLUDED.series_date,
-        series_time = EXCLUDED.series_time, body_part = EXCLUDED.body_part,
-        pps_start_date = EXCLUDED.pps_start_date, pps_start_time = EXCLUDED.pps_start_time,
-        attrs = EXCLUDED.attrs, updated_at = now()
+_SERIES_ROWS = _unnest_insert("series", _SERIES_TYPES, f"""
+    {_SERIES_CONFLICT}
     RETURNING pk, series_uid""")
 
 _INSTANCE_COLUMNS = [("series_pk", "bigint"), ("sop_uid", "text"), ("sop_class_uid", "text"),
