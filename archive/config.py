@@ -98,6 +98,12 @@ class Settings:
     job_stalled_seconds: float = 30.0  # a worker silent this long is dead: its jobs are retried
     http_header_read_timeout: float = 30.0  # seconds to send complete request headers (408 after)
     dimse_max_associations_per_ae: int = 32  # concurrent associations of one calling AE (0: off)
+    # memory diagnostics (archive/memtrace.py): tracemalloc snapshots while serving; off
+    memtrace_dir: Path | None = None
+    memtrace_every_seconds: float = 300.0
+    # glibc malloc (archive/allocator.py): a flat RSS under load; 0 leaves glibc's defaults
+    malloc_arena_max: int = 2
+    malloc_trim_seconds: float = 60.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def deidentify_profile(self, site: str | None) -> str:
@@ -348,6 +354,10 @@ PARSERS: dict[str, Any] = {
     "job_stalled_seconds": _positive_float,
     "http_header_read_timeout": float,
     "dimse_max_associations_per_ae": int,
+    "memtrace_dir": lambda v: Path(v) if v else None,
+    "memtrace_every_seconds": _positive_float,
+    "malloc_arena_max": int,
+    "malloc_trim_seconds": float,
 }
 
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from archive import tls
+from archive import allocator, memtrace, tls
 from archive.config import Settings
 from archive.console import announce
 from archive.core import Core
@@ -83,5 +83,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running(settings):
+    async with memtrace.tracing(settings.memtrace_dir, settings.memtrace_every_seconds), \
+            allocator.tuned(settings.malloc_arena_max, settings.malloc_trim_seconds), \
+            running(settings):
         await stop.wait()

@@ -465,9 +465,21 @@ class Soak:
                 "deletes_left_undone": sum(len(s) for _, s in self.ledger.deletable)}
 
 
-def rss_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per server incarnation: first/last/max main RSS after a 60 s warm-up, and the slope of
-    a least-squares line (MB per 10 min) — "flat" means the slope is small against the level."""
+FLAT_MIN_SPAN_S = 15 * 60  # a server run shorter than this is too short to call flat
+
+
+def slope_per_10min(rows: list[dict[str, Any]]) -> float:
+    """Least-squares slope of main RSS, MB per 10 minutes (0 with fewer than two times)."""
+    xs = [r["t_s"] / 600 for r in rows]
+    ys = [r["rss_main_mb"] for r in rows]
+    return statistics.linear_regression(xs, ys).slope if len(set(xs)) > 1 else 0.0
+
+
+def rss_summary(samples: list[dict[str, Any]], flat_mb: float = 1.0) -> dict[str, Any]:
+    """Per server incarnation: first/last/max main RSS after a 60 s warm-up, the slope of a
+    least-squares line over all of it, and the verdict on its *last two thirds* (the first
+    third is warm-up: pools, caches and malloc arenas fill): "flat" when that slope is at most
+    `flat_mb` MB per 10 minutes, "growing" above, "too short" for a run under 15 minutes."""
     out: dict[str, Any] = {}
     by_start: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
     for s in samples:
@@ -475,16 +487,35 @@ def rss_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
             by_start[s["server_start"]].append(s)
     for start, rows in sorted(by_start.items()):
         t0 = rows[0]["t_s"]
+        span = rows[-1]["t_s"] - t0
         warm = [r for r in rows if r["t_s"] - t0 >= 60] or rows
-        xs = [r["t_s"] / 600 for r in warm]
+        tail = [r for r in rows if r["t_s"] - t0 >= span / 3] or rows
         ys = [r["rss_main_mb"] for r in warm]
-        slope = statistics.linear_regression(xs, ys).slope if len(set(xs)) > 1 else 0.0
-        out[str(start)] = {"samples": len(rows), "span_s": round(rows[-1]["t_s"] - t0),
+        tail_slope = slope_per_10min(tail)
+        verdict = ("too short" if span < FLAT_MIN_SPAN_S
+                   else "flat" if tail_slope <= flat_mb else "growing")
+        out[str(start)] = {"samples": len(rows), "span_s": round(span),
                            "first_mb": ys[0], "last_mb": ys[-1], "max_mb": max(ys),
                            "median_mb": statistics.median(ys),
                            "max_tree_mb": max(r["rss_tree_mb"] for r in rows),
-                           "slope_mb_per_10min": round(slope, 2)}
+                           "slope_mb_per_10min": round(slope_per_10min(warm), 2),
+                           "tail_from_s": round(tail[0]["t_s"] - t0),
+                           "tail_first_mb": tail[0]["rss_main_mb"],
+                           "tail_slope_mb_per_10min": round(tail_slope, 2),
+                           "verdict": verdict}
     return out
+
+
+def rss_verdict(rss: dict[str, Any], flat_mb: float) -> str:
+    """One line: FLAT when every server run long enough to judge is flat."""
+    judged = {k: r for k, r in rss.items() if r["verdict"] != "too short"}
+    if not judged:
+        return "RSS: no server run lasted 15 min — too short to judge (leave out kill-9)"
+    growing = {k: r for k, r in judged.items() if r["verdict"] == "growing"}
+    slopes = ", ".join(f"run {k}: {r['tail_slope_mb_per_10min']:+.2f}" for k, r in judged.items())
+    word = "NOT FLAT" if growing else "FLAT"
+    return (f"RSS {word}: slope of the main process's RSS over the last two thirds of each "
+            f"server run ≥ 15 min ({slopes} MB per 10 min; flat means ≤ {flat_mb:g})")
 
 
 def log_problems(work: Path) -> dict[str, int]:
@@ -517,14 +548,20 @@ def markdown(result: dict[str, Any]) -> str:
              f"there {v['deleted_still_there']})",
              "- faults: " + ", ".join(f"{e['kind']}@{e['at_s']}s→ready {e.get('ready_after_s')}s"
                                        for e in result["faults"]),
-             f"- server log: {result['logs']}", "", "| counter | n |", "|---|---|"]
+             f"- server log: {result['logs']}",
+             f"- **{result['rss_verdict']}**", "", "| counter | n |", "|---|---|"]
     lines += [f"| {k} | {n} |" for k, n in sorted(c.items())]
     lines += ["", "| server start | samples | span s | first MB | median MB | last MB | max MB | "
-              "max tree MB | slope MB/10 min |", "|---|---|---|---|---|---|---|---|---|"]
+              "max tree MB | slope MB/10 min | last ⅔ from s | its slope | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, r in result["rss"].items():
         lines.append(f"| {k} | {r['samples']} | {r['span_s']} | {r['first_mb']} | {r['median_mb']} "
                      f"| {r['last_mb']} | {r['max_mb']} | {r['max_tree_mb']} | "
-                     f"{r['slope_mb_per_10min']} |")
+                     f"{r['slope_mb_per_10min']} | {r['tail_from_s']} | "
+                     f"{r['tail_slope_mb_per_10min']} | {r['verdict']} |")
+    lines += ["", "| minute | RSS main MB | tree MB | load 1 min |", "|---|---|---|---|"]
+    lines += [f"| {s['t_s'] / 60:.0f} | {s['rss_main_mb']} | {s['rss_tree_mb']} | {s['load1']} |"
+              for s in result["samples"] if round(s["t_s"]) % 300 < SAMPLE_EVERY]
     return "\n".join(lines) + "\n"
 
 
@@ -537,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--think", type=float, default=0.5, help="seconds a client pauses")
     ap.add_argument("--tmpfs-mb", type=int, default=384, help="size of the data tmpfs")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--flat-mb", type=float, default=1.0,
+                    help="RSS is flat when its slope over the last two thirds of a server run "
+                         "is at most this many MB per 10 minutes (default 1)")
     ap.add_argument("--faults", default="postgres-restart,kill-9,disk-full",
                     help="faults injected in turn (leave out kill-9 to follow one server "
                          "process's RSS for the whole run)")
@@ -561,12 +601,14 @@ def main(argv: list[str] | None = None) -> int:
         cluster.close()
         if tmpfs is not None:
             subprocess.run(["umount", str(tmpfs)], capture_output=True)
+    rss = rss_summary(soak.samples, args.flat_mb)
     result = {"started_utc": started_utc, "command": "nice -n 5 python -m bench.soak " +
               " ".join(argv if argv is not None else sys.argv[1:]),
               "args": {k: str(v) for k, v in vars(args).items()}, "duration_min": duration,
               "disk_full_fault": tmpfs is not None, "server_starts": server.starts,
               "counts": dict(sorted(soak.ledger.counts.items())), "faults": soak.faults,
-              "verification": verification, "rss": rss_summary(soak.samples),
+              "verification": verification, "rss": rss,
+              "rss_verdict": rss_verdict(rss, args.flat_mb),
               "logs": log_problems(work), "loadavg_end": [round(x, 2) for x in os.getloadavg()],
               "samples": soak.samples, "work_dir": str(work)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -574,8 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"soak-{stamp}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"soak-{stamp}.md").write_text(markdown(result))
     print(markdown(result))
+    print(result["rss_verdict"])
     ok = not verification["missing_count"] and not verification["different_count"] \
-        and not verification["deleted_still_there"]
+        and not verification["deleted_still_there"] and "NOT FLAT" not in result["rss_verdict"]
     return 0 if ok else 1
 
 

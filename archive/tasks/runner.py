@@ -12,6 +12,12 @@ a LISTEN session open forever. So, like the index pool's idle release (archive.i
 release_idle), every `db_idle_release_seconds` with no job running the worker stops, closes its
 pool and starts again on fresh connections (jobs queued meanwhile are fetched at start; none is
 missed). During a shutdown the fresh connection is refused, and the runner waits.
+
+Quiet during an outage: an unreachable database is expected (a restart, a failover), so the
+runner says so in one WARNING when the outage begins and one INFO line when the worker runs
+again; procrastinate's own ERROR records with tracebacks for the same cause (its listener and
+side tasks failing, each retry of the connection) are dropped by `OutageFilter` (kept, demoted
+to DEBUG, when archive.tasks logs at DEBUG). Any other error still logs as procrastinate says.
 """
 
 from __future__ import annotations
@@ -26,12 +32,41 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
+import psycopg_pool
+
 from archive.core import Core
+from archive.index.db_errors import causes, is_unavailable
 from archive.tasks.app import build_app
 
 log = logging.getLogger("archive.tasks")
 MAX_PAUSE = 30.0
 RESTART_PAUSE = 0.2  # between two cycles of a healthy worker
+
+
+# psycopg (procrastinate's driver) when the database is down, restarting or unreachable
+PSYCOPG_GONE: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.InterfaceError,
+                                                 psycopg_pool.PoolTimeout)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database is unreachable (for procrastinate's psycopg or the core's asyncpg)."""
+    return is_unavailable(exc) or any(isinstance(c, PSYCOPG_GONE) for c in causes(exc))
+
+
+class OutageFilter(logging.Filter):
+    """Drops (or, at DEBUG, demotes) procrastinate's records about a database outage: its
+    listener, side tasks and deferrer each log an ERROR with a traceback when PostgreSQL goes
+    away; the runner reports the outage once instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or record.levelno < logging.WARNING or not is_outage(exc):
+            return True
+        if not log.isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
 
 
 class JobRunner:
@@ -44,6 +79,28 @@ class JobRunner:
         s = core.settings
         self.stalled = s.job_stalled_seconds
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.down_since: float | None = None  # monotonic time the current outage began
+
+    def _failed(self, exc: Exception, pause: float) -> None:
+        """One WARNING per outage; later failures of the same outage at DEBUG."""
+        reason = exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
+        if not is_outage(exc):
+            log.warning("job worker stopped (%s); starting again in %.0f s", reason, pause)
+            return
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("job worker paused: the database is unreachable (%s); retrying until "
+                        "it is back", reason)
+        else:
+            log.debug("job worker: database still unreachable (%s); next try in %.0f s",
+                      reason, pause)
+
+    def _running(self) -> None:
+        """A worker started: if an outage was reported, say that it is over."""
+        if self.down_since is not None:
+            log.info("job worker running again after a database outage of %.0f s",
+                     time.monotonic() - self.down_since)
+            self.down_since = None
 
     def _around(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(fn)
@@ -63,8 +120,7 @@ class JobRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # PostgreSQL away, pool timeout, …
-                log.warning("job worker stopped (%s); starting again in %.0f s",
-                            exc.__class__.__name__ + (f": {exc}" if str(exc) else ""), pause)
+                self._failed(exc, pause)
                 healthy = False
             if healthy:
                 pause = 1.0
@@ -81,6 +137,7 @@ class JobRunner:
         try:
             await app.open_async()  # a cancel during the pool's opening still closes it below
             self.cycles += 1
+            self._running()
             worker = asyncio.create_task(app.run_worker_async(
                 name=self.name, concurrency=s.job_concurrency, install_signal_handlers=False,
                 additional_context={"core": self.core}, delete_jobs="successful",
@@ -124,6 +181,12 @@ async def running_jobs(core: Core, url: str) -> Any:
         # psycopg's pool warns at each failed connection attempt; the runner says it once
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     runner = JobRunner(core, url)
+    quiet = OutageFilter()
+    noisy = [logging.getLogger(name) for name in (
+        "procrastinate.worker", f"procrastinate.worker.{runner.name}", "procrastinate.utils",
+        "procrastinate.periodic", "procrastinate.manager", "procrastinate.psycopg_connector")]
+    for logger in noisy:  # a logger's filters see only its own records, not its children's
+        logger.addFilter(quiet)
     task = asyncio.create_task(runner.run(), name="job-runner")
     # debug: `archive serve` starts quietly with its banner first (tests/clients/test_console.py);
     # `archive worker` says "worker ready" itself
@@ -135,3 +198,5 @@ async def running_jobs(core: Core, url: str) -> Any:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        for logger in noisy:
+            logger.removeFilter(quiet)

@@ -4,6 +4,7 @@ releases idle connections. Uses a private cluster (tests/reliability/pg_cluster.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +154,30 @@ def test_connection_state_error_during_an_outage_counts_as_unavailable() -> None
     exc = InternalError("SELECT instance.sop_uid FROM instance", {}, adapted)
     assert is_unavailable(exc)
     assert isinstance(_db_error(exc), ArchiveUnavailable)
+
+
+def test_database_outage_is_one_warning_of_the_job_worker(
+        cluster: Cluster, archive: RunningArchive, caplog: pytest.LogCaptureFixture) -> None:
+    """bench/soak.py: each PostgreSQL restart made procrastinate log ERROR records with
+    tracebacks ("listener error", "Side task listener failed … stopping worker") and the
+    runner a WARNING per retry. An outage is expected: one WARNING when it begins, one INFO
+    line when the worker runs again, no procrastinate error and no traceback."""
+    caplog.set_level(logging.INFO)
+    time.sleep(3)  # the worker is up and cycling (1 s idle release in this fixture)
+    cluster.stop("fast")
+    time.sleep(25)  # past the job pool's 10 s connect timeout: a few failed worker starts
+    cluster.start()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not any(
+            "running again" in r.getMessage() for r in caplog.records):
+        time.sleep(0.5)
+    tasks = [r for r in caplog.records if r.name == "archive.tasks"]
+    warnings = [r for r in tasks if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings if "unreachable" in r.getMessage()] == \
+        [r.getMessage() for r in warnings], [r.getMessage() for r in warnings]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert any(r.levelno == logging.INFO and "running again" in r.getMessage() for r in tasks)
+    noisy = [f"{r.name}: {r.getMessage()}" for r in caplog.records
+             if r.name.startswith(("procrastinate", "archive.tasks"))
+             and (r.exc_info or r.levelno >= logging.ERROR)]
+    assert not noisy, noisy
