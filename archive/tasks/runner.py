@@ -57,23 +57,44 @@ def is_outage(exc: BaseException) -> bool:
 class OutageFilter(logging.Filter):
     """Drops (or, at DEBUG, demotes) procrastinate's records about a database outage: its
     listener, side tasks and deferrer each log an ERROR with a traceback when PostgreSQL goes
-    away; the runner reports the outage once instead."""
+    away; the runner reports the outage once instead (`on_outage`, called with each such
+    error). `seen` keeps the last one: when procrastinate stops its worker over it (without
+    raising), the runner names it as the cause."""
+
+    def __init__(self, on_outage: Callable[[BaseException], None] | None = None) -> None:
+        super().__init__()
+        self.seen: BaseException | None = None
+        self.on_outage = on_outage
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if exc is None or record.levelno < logging.WARNING or not is_outage(exc):
             return True
+        self.seen = exc
+        if self.on_outage is not None:
+            self.on_outage(exc)
         if not log.isEnabledFor(logging.DEBUG):
             return False
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return True
 
 
+def _reason(exc: BaseException) -> str:
+    return exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
+
+
+class WorkerStopped(RuntimeError):
+    """procrastinate stopped its worker by itself (a side task failed); the cause, when known,
+    is the outage error it logged."""
+
+
 class JobRunner:
     """Runs this node's worker until cancelled; `busy` counts jobs running right now."""
 
-    def __init__(self, core: Core, url: str) -> None:
+    def __init__(self, core: Core, url: str, quiet: OutageFilter | None = None) -> None:
         self.core, self.url = core, url
+        self.quiet = quiet or OutageFilter()
+        self.quiet.on_outage = self._outage
         self.busy = 0
         self.cycles = 0
         s = core.settings
@@ -81,19 +102,23 @@ class JobRunner:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.down_since: float | None = None  # monotonic time the current outage began
 
-    def _failed(self, exc: Exception, pause: float) -> None:
-        """One WARNING per outage; later failures of the same outage at DEBUG."""
-        reason = exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
-        if not is_outage(exc):
-            log.warning("job worker stopped (%s); starting again in %.0f s", reason, pause)
-            return
+    def _outage(self, exc: BaseException) -> None:
+        """One WARNING per outage, from whichever notices it first: procrastinate's records
+        (a short outage the next worker start rides out raises nothing) or a failed start."""
         if self.down_since is None:
             self.down_since = time.monotonic()
             log.warning("job worker paused: the database is unreachable (%s); retrying until "
-                        "it is back", reason)
+                        "it is back", _reason(exc))
+
+    def _failed(self, exc: Exception, pause: float) -> None:
+        """A worker start or life failed; an outage already reported goes to DEBUG."""
+        if not is_outage(exc):
+            log.warning("job worker stopped (%s); starting again in %.0f s", _reason(exc), pause)
+        elif self.down_since is None:
+            self._outage(exc)
         else:
             log.debug("job worker: database still unreachable (%s); next try in %.0f s",
-                      reason, pause)
+                      _reason(exc), pause)
 
     def _running(self) -> None:
         """A worker started: if an outage was reported, say that it is over."""
@@ -138,6 +163,7 @@ class JobRunner:
             await app.open_async()  # a cancel during the pool's opening still closes it below
             self.cycles += 1
             self._running()
+            self.quiet.seen = None  # an outage logged from now on is this worker's
             worker = asyncio.create_task(app.run_worker_async(
                 name=self.name, concurrency=s.job_concurrency, install_signal_handlers=False,
                 additional_context={"core": self.core}, delete_jobs="successful",
@@ -161,7 +187,9 @@ class JobRunner:
             await asyncio.wait({worker}, timeout=release if release > 0 else None)
             if worker.done():
                 worker.result()  # raises what stopped it
-                raise RuntimeError("the worker stopped (its database connection failed)")
+                cause, self.quiet.seen = self.quiet.seen, None
+                raise WorkerStopped("the worker stopped (its database connection failed)") \
+                    from cause
             if self.busy == 0 and time.monotonic() - started >= release:
                 return True
 
@@ -180,8 +208,8 @@ async def running_jobs(core: Core, url: str) -> Any:
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
         # psycopg's pool warns at each failed connection attempt; the runner says it once
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
-    runner = JobRunner(core, url)
     quiet = OutageFilter()
+    runner = JobRunner(core, url, quiet)
     noisy = [logging.getLogger(name) for name in (
         "procrastinate.worker", f"procrastinate.worker.{runner.name}", "procrastinate.utils",
         "procrastinate.periodic", "procrastinate.manager", "procrastinate.psycopg_connector")]
