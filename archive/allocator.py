@@ -1,11 +1,12 @@
 """glibc malloc, kept from hoarding: fewer arenas, free pages handed back to the kernel.
 
 Measured with `archive.memtrace` under bench/soak.py (docs/operations.md "Soak test"): the
-server's Python objects stayed flat (tracemalloc: ±4 MB) and so did the bytes malloc handed
-out, while RSS climbed by ~45 MB in 12 minutes — all of it memory glibc kept *free* inside its
-arenas. Every thread that allocates (pynetdicom runs each association in its own thread, the
-asyncio executor has several) gets one of up to 8 × cores arenas, and a freed chunk is reused
-only by its own arena; pages between live chunks are never returned on their own.
+server's Python objects stayed flat (tracemalloc: a few MB) and so did the bytes malloc handed
+out, while RSS climbed by ~40 MB in 11 minutes — following the memory glibc kept *free* inside
+its arenas (10.8 → 46.6 MB, 58 MB at 24 minutes). Every thread that allocates (pynetdicom runs
+each association in its own thread, the asyncio executor has several) gets one of up to
+8 × cores arenas, a freed chunk is reused only by its own arena, and pages between live chunks
+are never returned on their own.
 
 Two documented knobs of glibc fix that, both applied by `archive serve` at start:
 - `mallopt(M_ARENA_MAX, n)` (the MALLOC_ARENA_MAX environment variable, set from inside so a

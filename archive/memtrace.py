@@ -6,9 +6,11 @@ With `ARCHIVE_MEMTRACE_DIR` set, `archive serve` starts `tracemalloc` and every
 `mallinfo2()` (bytes malloc hands out vs. holds free in its arenas) and the number of objects the
 garbage collector tracks. Comparing the lines tells Python-object growth (traced and in-use grow)
 from allocator growth (RSS and malloc's free bytes grow, traced does not); comparing two
-snapshots names the lines of code that allocated what stayed:
+snapshots names the lines of code that allocated what stayed. (Once `malloc_trim` runs —
+archive.allocator — the pages it gave back still count in malloc's "free": then RSS is the
+measure, not that column.)
 
-    python -m archive.memtrace DIR              # the lines, then the top growth first → last
+    python -m archive.memtrace DIR              # the lines, then the top growth 2nd → last
     python -m archive.memtrace DIR 3 9          # snapshot 3 → snapshot 9
 
 tracemalloc is the standard library's allocation tracer: no extra dependency, it runs inside the
