@@ -93,20 +93,22 @@ async def tracing(directory: Path | None, every: float) -> AsyncIterator[None]:
     log.warning("tracemalloc on: snapshots every %.0f s in %s (slower; a diagnostic)",
                 every, directory)
 
+    stop = asyncio.Event()
+
     async def loop() -> None:
         n = 0
-        while True:
+        while not stop.is_set():
             n += 1
             await asyncio.to_thread(write, directory, n)
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
 
     task = asyncio.create_task(loop(), name="memtrace")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()  # a snapshot being written is finished, not cut off (it runs in a thread)
+        await task
         tracemalloc.stop()
 
 

@@ -510,7 +510,8 @@ def rss_verdict(rss: dict[str, Any], flat_mb: float) -> str:
     """One line: FLAT when every server run long enough to judge is flat."""
     judged = {k: r for k, r in rss.items() if r["verdict"] != "too short"}
     if not judged:
-        return "RSS: no server run lasted 15 min — too short to judge (leave out kill-9)"
+        return ("RSS: no server run lasted 15 min — too short to judge (needs --minutes ≥ 15, "
+                "and no kill-9 fault to keep one process)")
     growing = {k: r for k, r in judged.items() if r["verdict"] == "growing"}
     slopes = ", ".join(f"run {k}: {r['tail_slope_mb_per_10min']:+.2f}" for k, r in judged.items())
     word = "NOT FLAT" if growing else "FLAT"

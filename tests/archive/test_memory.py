@@ -54,18 +54,25 @@ def test_tuned_trims_periodically_and_stops() -> None:
 
 
 def test_memtrace_writes_snapshots_and_compares_them(tmp_path: Path) -> None:
+    def written() -> int:
+        lines = tmp_path / "memtrace.jsonl"
+        return len(lines.read_text().splitlines()) if lines.exists() else 0
+
     async def run() -> None:
         hoard: list[bytes] = []
-        async with memtrace.tracing(tmp_path, every=0.2):
-            for _ in range(4):
-                hoard += [bytes(1000 + i) for i in range(2000)]  # grows between snapshots
-                await asyncio.sleep(0.25)
-            await asyncio.sleep(0.3)
+        async with memtrace.tracing(tmp_path, every=0.1):
+            for _ in range(4):  # grow, then wait for the next snapshot (however slow the box)
+                hoard += [bytes(1000 + i) for i in range(2000)]
+                seen = written()
+                for _ in range(400):
+                    if written() > seen:
+                        break
+                    await asyncio.sleep(0.05)
         assert len(hoard) == 8000
 
     asyncio.run(run())
     rows = [json.loads(line) for line in (tmp_path / "memtrace.jsonl").read_text().splitlines()]
-    assert len(rows) >= 3
+    assert len(rows) >= 4
     assert all(r["rss"] > 0 and r["gc_objects"] > 0 for r in rows)
     assert rows[-1]["traced"] > rows[0]["traced"] + 4 * 2**20  # the hoard, traced
     assert len(list(tmp_path.glob("snapshot-*.tracemalloc"))) == len(rows)
