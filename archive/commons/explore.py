@@ -12,6 +12,7 @@ results tables stay SQL (archive.index.commons_browse).
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +40,7 @@ from archive.query.parse import resolve_path
 from archive.query.spec import Level
 from archive.query.sql import home_level
 
+log = logging.getLogger("archive.commons.explore")
 # a column with more distinct values than this (case ids, say) is filtered in SQL instead
 MAX_DISTINCT = 4096
 
@@ -76,6 +78,17 @@ def _cache(core: Core) -> FacetCache:
         core.facets = FacetCache()
     assert isinstance(core.facets, FacetCache)
     return core.facets
+
+
+async def warm(core: Core) -> None:
+    """Load the facet table in the background after start-up, so the portal's first visitor
+    does not wait for it (a full load of 100,000 studies takes seconds). Best effort: a
+    database that is not reachable yet is simply the first explore's job."""
+    try:
+        async with facet_rows.snapshot(core.engine) as conn:
+            await _cache(core).current(conn)
+    except Exception as exc:  # an optimisation only: the first explore reports real errors
+        log.debug("facet table not loaded at start-up: %s", exc)
 
 
 async def explore(core: Core, caller: Caller, pairs: list[tuple[str, str]],
