@@ -152,5 +152,7 @@ def parse_for_index(path: Path, size: int) -> Parsed:
     from archive.instance import read_instance
 
     facts = read_instance(path, size)
-    header = json.dumps(facts.header, separators=(",", ":"), ensure_ascii=False)
-    return Parsed(replace(facts, header={}), header)
+    header = facts.header_json
+    if header is None:
+        header = json.dumps(facts.header, separators=(",", ":"), ensure_ascii=False)
+    return Parsed(replace(facts, header={}, header_json=None), header)
