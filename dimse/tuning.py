@@ -39,7 +39,7 @@ def tune_pynetdicom() -> None:
     _config.STORE_RECV_CHUNKED_DATASET = True
     if not isinstance(pynetdicom.dul.time, _DulClock):
         pynetdicom.dul.time = _DulClock()  # type: ignore[assignment]
-        DULServiceProvider.run_reactor = _dul_reactor_woken(  # type: ignore[method-assign]
+        DULServiceProvider.run_reactor = _dul_reactor_woken(  # type: ignore[method-assign,assignment]
             DULServiceProvider.run_reactor)
         DULServiceProvider.kill_dul = _kill_dul_waking  # type: ignore[method-assign]
         DULServiceProvider.stop_dul = _stop_dul_waking  # type: ignore[method-assign]
@@ -176,14 +176,17 @@ class _DulWake:
         os.set_blocking(self.r, False)
         os.set_blocking(self.w, False)
         self.closed = False
+        # set() may race the reactor's close(): never write to a closed (maybe reused) fd
+        self._lock = threading.Lock()
 
     def set(self) -> None:
-        if self.closed:
-            return
-        try:
-            os.write(self.w, b"\0")
-        except OSError:  # full (the reactor will wake anyway) or closed at the thread's end
-            pass
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                os.write(self.w, b"\0")
+            except BlockingIOError:  # full: the reactor wakes anyway
+                pass
 
     def drain(self) -> None:
         try:
@@ -193,9 +196,10 @@ class _DulWake:
             pass
 
     def close(self) -> None:
-        self.closed = True
-        os.close(self.r)
-        os.close(self.w)
+        with self._lock:
+            self.closed = True
+            os.close(self.r)
+            os.close(self.w)
 
 
 class _DulClock:
@@ -249,10 +253,7 @@ def _dul_reactor_woken(run: Callable[[DULServiceProvider], None],
             run(self)
         finally:
             del self._archive_wake  # type: ignore[attr-defined]
-            for q in (self.to_provider_queue, self.event_queue):
-                if type(q) is _WakingQueue:
-                    q.__class__ = queue.Queue
-            wake.close()
+            wake.close()  # later puts (a late primitive) find it closed and do nothing
 
     return wrapper
 

@@ -12,8 +12,8 @@ from sqlalchemy.exc import DBAPIError
 
 from archive.errors import ArchiveUnavailable
 from archive.group_commit import _db_error
-from archive.index.db_errors import is_retryable
 from archive.index import engine as engine_module
+from archive.index.db_errors import is_retryable
 from archive.index.engine import create_engine
 
 
