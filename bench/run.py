@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                 for s in order:
                     f = raw / f"{step:02d}-{s.label}-{name}.json"
                     more = ["--reset-cmd", s.reset_cmd] if ingest else []
+                    if ingest and s.label == "ours":  # reset here: its API key must outlive it
+                        s._sh("reset")
+                        more = []
                     record(s, name, harness(s, data, kind if ingest else name, f, a, extra + more))
 
         main_two = [s for s in srv if s.label in ("ours", "orthanc-sqlite")]
