@@ -61,6 +61,7 @@ class Core:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)  # /metrics (issue 13)
     suggestions: Any = None  # archive.commons.suggest.SuggestionService: one per process
+    facets: Any = None  # archive.commons.facet_cache.FacetCache: one per process, on first use
     identity: IdentityService | None = None  # authenticator + audit writer (archive.runtime)
 
     @property

@@ -35,7 +35,7 @@ from archive.index.db_errors import (
     is_retryable,
     is_unavailable,
 )
-from archive.index.digests import stored_digests
+from archive.index.digests import stored_digests_and_journal
 from archive.index.handles import Connection
 from archive.index.writes import (
     Attribution,
@@ -156,27 +156,28 @@ class GroupCommitter:
 
     async def _skip_identical_and_journal(self, batch: list[_Item]) -> list[_Item]:
         """Answer identical re-sends from the index without writing a blob, and journal new
-        keys for the rest (see archive.index.blob_journal) — both on this writer's lease
-        connection, so a batch checks out no pooled connection (and pings none) before its
-        index transaction."""
+        keys for the rest (see archive.index.blob_journal) — one statement on this writer's
+        autocommit lease connection, so a batch checks out no pooled connection (and pings
+        none) before its index transaction, and the journal is committed before any blob is."""
         blobs = self.core.blobs
         stored: dict[str, str] = {}
-        todo: list[_Item] = []
+        for item in batch:
+            item.key = item.key or blobs.new_key()
 
         async def lookup_and_journal(conn: Connection) -> None:
-            nonlocal stored, todo
-            stored = await stored_digests(conn, (i.facts.sop_uid for i in batch))
-            todo = [i for i in batch if stored.get(i.facts.sop_uid) != i.spooled.sha256]
-            for item in todo:
-                item.key = item.key or blobs.new_key()
-            await blob_journal.journal(conn, [i.key for i in todo if i.key], blob_journal.WRITE,
-                                       self._owner)
-            await conn.commit()
+            nonlocal stored
+            stored = await stored_digests_and_journal(
+                conn, [(i.key or "", i.facts.sop_uid, i.spooled.sha256) for i in batch],
+                self._owner)
 
         await self._on_lease(lookup_and_journal)
+        todo: list[_Item] = []
         for item in batch:
             if stored.get(item.facts.sop_uid) == item.spooled.sha256:
+                item.key = None  # never journaled, never written
                 item.future.set_result((Indexed("duplicate"), None))
+            else:
+                todo.append(item)
         return todo
 
     async def _make_durable(self, items: list[_Item]) -> None:
@@ -203,8 +204,10 @@ class GroupCommitter:
                     if self._lease is None:
                         owner, conn = blob_journal.new_owner(), await self.core.engine.connect()
                         self._lease = conn
+                        # autocommit: each statement on the lease commits by itself (no BEGIN
+                        # and COMMIT round trips); the lock below is session-level anyway
+                        await conn.execution_options(isolation_level="AUTOCOMMIT")
                         await blob_journal.hold_owner(conn, owner)
-                        await conn.commit()
                         self._owner = owner
                     await work(self._lease)
                     return

@@ -27,7 +27,7 @@ from archive.index.engine import create_engine, embedded_postgres, release_idle,
 from archive.sweep import ensure_paired, sweep_orphans
 from archive.tasks.runner import running_jobs
 from archive.transcode import warm
-from archive.workers import WorkerPool, Workers
+from archive.workers import WorkerPool, Workers, warm_parse
 from storage.base import BlobStore
 from storage.factory import open_store
 
@@ -36,7 +36,8 @@ log = logging.getLogger("archive.runtime")
 
 def default_workers() -> Workers:
     """Fresh pools (not yet started): header parsing for ingest, codecs for transcoding."""
-    return Workers(parse=WorkerPool("parse"), transcode=WorkerPool("transcode", warm=warm))
+    return Workers(parse=WorkerPool("parse", warm=warm_parse),
+                   transcode=WorkerPool("transcode", warm=warm))
 
 
 @asynccontextmanager

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from archive import allocator, memtrace, tls
+from archive.commons import explore
 from archive.config import Settings
 from archive.console import announce
 from archive.core import Core
@@ -51,9 +52,13 @@ async def running(settings: Settings, workers: Workers | None = None) -> AsyncIt
         listener = Listener(core, asyncio.get_running_loop())
         announce(settings)  # the start-up banner (archive/console.py)
         tls.warn_if_exposed(settings)
+        warming = asyncio.create_task(explore.warm(core))  # the portal's facet table
         try:
             yield core
         finally:
+            warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
             await _stop(core, runner, listener)
 
 

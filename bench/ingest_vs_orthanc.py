@@ -288,8 +288,8 @@ def table(res: dict[str, Any]) -> str:
         ratio = a / o if a and o else None
         goal = GOALS.get(path)
         lines.append(
-            f"| {path} | {a} | {o} | {ratio:.2f}× | ≥ {goal}× | "
-            f"{'yes' if ratio >= (goal or 0) else 'no'} | "
+            f"| {path} | {a} | {o} | {ratio:.2f}× | {f'≥ {goal}×' if goal else '–'} | "
+            f"{'–' if goal is None else 'yes' if ratio >= goal else 'no'} | "
             f"{best('ours', path, 'server_cpu_ms_per_instance')} | "
             f"{best('orthanc', path, 'server_cpu_ms_per_instance')} | "
             f"{best('ours', path, 'peak_main_rss_MB')} / {best('ours', path, 'peak_tree_rss_MB')} | "

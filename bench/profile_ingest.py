@@ -48,7 +48,8 @@ AREAS: list[tuple[str, str]] = [
 
 
 # Leaf frames that are waits, not work (py-spy counts some blocked threads as active under load).
-IDLE = re.compile(r"selectors\.py|Condition\.wait|_exit_with_parent|_WakeableClock\.sleep|"
+IDLE = re.compile(r"selectors\.py|Condition\.wait|watch \(archive/workers\.py|"
+                  r"sleep \(dimse/bridge\.py|_wait_for_work \(dimse/tuning\.py|"
                   r"SemLock\.__enter__|_ConnectionBase\.recv|Event\.wait|_worker \(concurrent|"
                   r"_run_reactor \(pynetdicom/association\.py:714\)|service_actions|^\?$")
 

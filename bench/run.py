@@ -133,6 +133,18 @@ def snapshot_source(out: Path) -> dict[str, str]:
     return {"path": str(src), "git_head": head, "uncommitted_files": str(dirty)}
 
 
+def contributor_key(ours: Server) -> str:
+    """A contributor API key (site BENCH) on our archive as it is now (a reset empties its
+    database): STOW-RS needs credentials since access control (issue 12)."""
+    src = ours.env.get("ARCHIVE_SRC", str(ROOT))
+    data_dir = Path(os.path.dirname(ours.pid_file), "data")
+    out = subprocess.run([PY, "-m", "archive", "keys", "create", "--name", "bench", "--role",
+                          "contributor", "--site", "BENCH", "--data-dir", str(data_dir)],
+                         cwd=src, env=dict(ours.env, PYTHONPATH=src), capture_output=True,
+                         text=True, check=True)
+    return out.stdout.strip().splitlines()[-1].strip()
+
+
 def harness(server: Server, data: str, phases: str, out: Path, a: argparse.Namespace,
             extra: list[str]) -> dict:
     cmd = [PY, str(HARNESS), "--dicomweb", server.dicomweb, "--dimse", server.dimse,
@@ -142,11 +154,13 @@ def harness(server: Server, data: str, phases: str, out: Path, a: argparse.Names
            "--qido-load-seconds", str(a.qido_load_seconds), "--wado-reps", str(a.wado_reps),
            "--wado-reps-small", str(a.wado_reps_small), "--timeout", str(a.timeout), *extra]
     log(f"{server.label}: {phases}")
+    env = dict(os.environ, PEERBENCH_TOKEN=contributor_key(server)) \
+        if server.label == "ours" else None
     mem = PeakMemory(server.pids())
     mem.start()
     t0 = time.time()
     with open(out.with_suffix(".log"), "w") as err:
-        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
     memory = mem.result()
     if p.returncode != 0 or not out.exists():
         log("harness failed for {} ({}), see {}".format(server.label, phases, out.with_suffix(".log")))
@@ -260,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                 for s in order:
                     f = raw / f"{step:02d}-{s.label}-{name}.json"
                     more = ["--reset-cmd", s.reset_cmd] if ingest else []
+                    if ingest and s.label == "ours":  # reset here: its API key must outlive it
+                        s._sh("reset")
+                        more = []
                     record(s, name, harness(s, data, kind if ingest else name, f, a, extra + more))
 
         main_two = [s for s in srv if s.label in ("ours", "orthanc-sqlite")]

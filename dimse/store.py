@@ -50,7 +50,7 @@ def handle_store(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Dat
         done.failure(exc)
         return store_failure(exc)
     try:
-        stored = bridge.run_quietly(loop, ingest(core, spooled, caller), event.assoc)
+        stored = bridge.run(loop, ingest(core, spooled, caller))
     except ArchiveError as exc:
         log.info("c-store refused: %s", exc.reason, extra={
             "calling_ae": caller.ae_title, "address": str(event.assoc.requestor.address),

@@ -8,32 +8,41 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import os
 import queue
+import select
+import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pynetdicom.association
+import pynetdicom.dul
 import pynetdicom.transport
 from pynetdicom import _config
 from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket
 
-from dimse import bridge
 from dimse.limits import receive_limit
 
 log = logging.getLogger("dimse")
 
 
 def tune_pynetdicom() -> None:
-    """Idempotent: chunked C-STORE receive, cheap context copies, big reads, the loop bridge,
-    association reactors that wait for work instead of polling."""
+    """Idempotent: chunked C-STORE receive, cheap context copies, big reads, association and
+    DUL reactors that wait for work instead of polling."""
     # receive C-STORE data sets into temp files, not memory
     _config.STORE_RECV_CHUNKED_DATASET = True
-    bridge.install()
+    if not isinstance(pynetdicom.dul.time, _DulClock):
+        pynetdicom.dul.time = _DulClock()  # type: ignore[assignment]
+        DULServiceProvider.run_reactor = _dul_reactor_woken(  # type: ignore[method-assign,assignment]
+            DULServiceProvider.run_reactor)
+        DULServiceProvider.kill_dul = _kill_dul_waking  # type: ignore[method-assign]
+        DULServiceProvider.stop_dul = _stop_dul_waking  # type: ignore[method-assign]
     if not isinstance(pynetdicom.association.time, _ReactorClock):
         pynetdicom.association.time = _ReactorClock()  # type: ignore[assignment]
         Association._run_reactor = _run_reactor_woken(  # type: ignore[method-assign,assignment]
@@ -92,10 +101,14 @@ REACTOR_POLL_S = 0.05
 _REACTOR_SLEEP = 0.001  # pynetdicom's reactor poll (association.py `time.sleep(0.001)`)
 
 
-class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
-    """A Queue that sets its association's wake Event on every put."""
+class _Wake(Protocol):
+    def set(self) -> None: ...
 
-    _archive_wake: threading.Event
+
+class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
+    """A Queue that sets its reactor's wake (an Event, or a `_DulWake`) on every put."""
+
+    _archive_wake: _Wake
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
@@ -143,3 +156,126 @@ def _kill_waking(kill: Callable[[Association], None]) -> Callable[[Association],
             wake.set()
 
     return wrapper
+
+
+# The DUL reactor (`DULServiceProvider.run_reactor`, one thread per association) reads the
+# socket. Between PDUs it slept `_run_loop_delay` (1 ms) and polled the socket with select(0)
+# and its queues: ~1,000 wake-ups a second per association while a peer sends an instance,
+# each taking the GIL from the event loop and the parse workers' results (profile:
+# docs/performance.md). It now blocks in select() on the socket and a wake pipe, which the
+# queues it serves (primitives from the association thread; `event_queue`) and kill/stop write
+# to; the timeout keeps the checks nothing signals (ARTIM timer) at this granularity.
+DUL_POLL_S = 0.05
+
+
+class _DulWake:
+    """A pipe that wakes one DUL reactor blocked in select() (`set` is thread-safe)."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        os.set_blocking(self.w, False)
+        self.closed = False
+        # set() may race the reactor's close(): never write to a closed (maybe reused) fd
+        self._lock = threading.Lock()
+
+    def set(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                os.write(self.w, b"\0")
+            except BlockingIOError:  # full: the reactor wakes anyway
+                pass
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.r, 4096):
+                pass
+        except OSError:  # BlockingIOError: empty
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            os.close(self.r)
+            os.close(self.w)
+
+
+class _DulClock:
+    """Stands in for `time` inside pynetdicom.dul: the reactor's idle sleep becomes a select()
+    on its socket and wake pipe; every other sleep (e.g. `stop_dul` waiting in another thread)
+    is unchanged."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        dul = threading.current_thread()
+        wake = dul.__dict__.get("_archive_wake") if isinstance(dul, DULServiceProvider) else None
+        if wake is None or sys._getframe(1).f_code.co_name != "run_reactor":
+            time.sleep(seconds)
+            return
+        _wait_for_work(dul, wake, seconds)  # type: ignore[arg-type]
+
+
+def _wait_for_work(dul: DULServiceProvider, wake: _DulWake, seconds: float) -> None:
+    """Block until the peer sent something, another thread queued work, or DUL_POLL_S passed."""
+    if dul._kill_thread or dul.to_provider_queue.queue or dul.event_queue.queue:
+        return  # work queued before this thread looked: no sleep
+    transport = dul.socket
+    sock = getattr(transport, "socket", None)
+    if sock is None or not getattr(transport, "_is_connected", False) or sock.fileno() < 0:
+        time.sleep(seconds)  # no socket (yet, or any more): pynetdicom's own pace
+        return
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return  # decrypted bytes already buffered: select() would not see them
+    try:
+        ready, _, _ = select.select([sock, wake.r], [], [], DUL_POLL_S)
+    except (OSError, ValueError):  # closed under us: the reactor finds out on its next check
+        return
+    if wake.r in ready:
+        wake.drain()
+
+
+def _dul_reactor_woken(run: Callable[[DULServiceProvider], None],
+                       ) -> Callable[[DULServiceProvider], None]:
+    @functools.wraps(run)
+    def wrapper(self: DULServiceProvider) -> None:
+        wake = _DulWake()
+        for q in (self.to_provider_queue, self.event_queue):
+            if type(q) is queue.Queue:
+                q.__class__ = _WakingQueue
+                setattr(q, "_archive_wake", wake)  # noqa: B010 - a Queue made a _WakingQueue
+        setattr(self, "_archive_wake", wake)  # noqa: B010 - read by _DulClock.sleep
+        try:
+            run(self)
+        finally:
+            del self._archive_wake  # type: ignore[attr-defined]
+            wake.close()  # later puts (a late primitive) find it closed and do nothing
+
+    return wrapper
+
+
+def _wake_dul(dul: DULServiceProvider) -> None:
+    wake = dul.__dict__.get("_archive_wake")
+    if wake is not None:
+        wake.set()
+
+
+def _kill_dul_waking(self: DULServiceProvider) -> None:
+    """DULServiceProvider.kill_dul, waking the reactor so it ends now, not at its next poll."""
+    self._kill_thread = True
+    _wake_dul(self)
+
+
+def _stop_dul_waking(self: DULServiceProvider) -> bool:
+    """DULServiceProvider.stop_dul (stop the reactor if in Sta1), waking it."""
+    if self.state_machine.current_state == "Sta1":
+        self._kill_thread = True
+        _wake_dul(self)
+        while self.is_alive():
+            time.sleep(self._run_loop_delay)
+        return True
+    return False

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -75,6 +76,8 @@ class FileBlobStore:
         _guard(lambda: os.chmod(self.root, _DIR_MODE))
         self._sync_threads = sync_threads
         self._pool: ThreadPoolExecutor | None = None
+        self._durable_dirs: set[Path] = set()  # blob directories whose entry is on disk
+        self._dir_lock = threading.Lock()
 
     # -- spool -----------------------------------------------------------------------------
     def spool_dir(self) -> Path:
@@ -188,8 +191,7 @@ class FileBlobStore:
         key = key or self.new_key()
         target = self.path(key)
         try:
-            if not target.parent.is_dir():
-                _mkdir_private(target.parent)
+            self._durable_dir(target.parent)
             fd = os.open(spooled.path, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -225,8 +227,7 @@ class FileBlobStore:
                 continue
             target = self.path(key)
             try:
-                if not target.parent.is_dir():
-                    _mkdir_private(target.parent)
+                self._durable_dir(target.parent)
                 os.rename(s.path, target)
             except OSError as exc:
                 out.append(_classify(exc))
@@ -239,6 +240,24 @@ class FileBlobStore:
                 self.delete(item)
                 out[n] = errors[self.path(item).parent]  # type: ignore[assignment]
         return out
+
+    def _durable_dir(self, leaf: Path) -> None:
+        """Create a blob directory (`ab/cd`) if needed and make sure its entry, and its
+        parent's, are on disk before a file is renamed into it: fsyncing the file's own
+        directory does not make a *new* directory's name in its parent durable, so a crash
+        could lose an acknowledged file with it. Once per directory and process (a directory
+        found existing may have been created by a process that died before its fsync); the
+        lock keeps a second thread from using a directory whose entry is not durable yet."""
+        if leaf in self._durable_dirs:
+            return
+        with self._dir_lock:
+            if leaf in self._durable_dirs:
+                return
+            _mkdir_private(leaf)
+            for d in (leaf.parent, leaf):  # ab (in blobs/), then cd (in ab/)
+                if d not in self._durable_dirs:
+                    _fsync_dir(d.parent)
+                    self._durable_dirs.add(d)
 
     def _sync_pool(self) -> ThreadPoolExecutor:
         """Threads that only wait on flushes (they hold no GIL while the disk works)."""

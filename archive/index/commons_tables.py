@@ -263,7 +263,18 @@ study_facet = Table(
         'body_parts', 'manufacturers', 'test_name', 'test_method', 'test_result',
         'condition_code', 'condition_name', 'medication_code', 'medication_name',
         'medication_type', 'procedure_code', 'procedure_name')],
+    # (migration 0016) the refresh that wrote the row: readers catch up with `rev > R`
+    Column('rev', BigInteger, nullable=False, server_default=text('0')),
     PrimaryKeyConstraint('study_pk', name='study_facet_pkey'),
+    Index('study_facet_rev_idx', 'rev'),
+)
+
+# (migration 0016) studies whose facet row a refresh removed, with that refresh's revision
+study_facet_gone = Table(
+    'study_facet_gone', metadata,
+    Column('study_pk', BigInteger, nullable=False),
+    Column('rev', BigInteger, nullable=False),
+    Index('study_facet_gone_rev_idx', 'rev'),
 )
 
 study_facet_dirty = Table(

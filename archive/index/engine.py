@@ -12,11 +12,13 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -78,11 +80,42 @@ def forget_dead_handles(pg_dir: Path) -> None:
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    """A pooled engine that survives a PostgreSQL restart: connections are pinged on checkout
-    (a dead one is replaced, not handed out) and recycled after POOL_RECYCLE seconds."""
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 10, "pool_pre_ping": True,
+    """A pooled engine that survives a PostgreSQL restart: a connection idle for more than
+    PING_AFTER_IDLE seconds is pinged on checkout (a dead one is replaced, not handed out), and
+    connections are recycled after POOL_RECYCLE seconds."""
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 10,
                               "pool_recycle": POOL_RECYCLE}
-    return create_async_engine(async_url(url), **kwargs)
+    engine = create_async_engine(async_url(url), **kwargs)
+    event.listen(engine.sync_engine.pool, "checkin", _mark_idle)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+# SQLAlchemy's pool_pre_ping pings on EVERY checkout, and its asyncpg ping is three round trips
+# (BEGIN, an empty query, ROLLBACK): per group-commit batch that was three of ~20 statements
+# (issue 14). A connection handed back moments ago was alive moments ago; one that sat idle
+# (across a PostgreSQL restart, say) is pinged as before. A connection that dies while in use
+# raises a disconnect error, which invalidates the whole pool (SQLAlchemy) — so after an outage
+# no stale connection is handed out either way.
+PING_AFTER_IDLE = 1.0
+_IDLE_SINCE = "archive_idle_since"
+
+
+def _mark_idle(dbapi_connection: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Pool checkout: ping a connection that was idle; a dead one makes the pool retry with a
+    fresh connection (DisconnectionError)."""
+    since = record.info.get(_IDLE_SINCE)
+    if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+        return  # fresh from connect(), or back in the pool only moments ago
+    try:
+        dbapi_connection.ping()
+    except Exception as err:
+        raise exc.DisconnectionError(f"connection idle {time.monotonic() - since:.0f} s "
+                                     f"failed its ping: {err}") from err
 
 
 MIGRATION_LOCK = 0x41524348_4D494752  # pg_advisory_lock key: "ARCHMIGR"

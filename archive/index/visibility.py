@@ -45,3 +45,15 @@ def visible_to(caller: Caller) -> ColumnElement[bool]:
                 select(cohort_study.c.study_pk).where(cohort_study.c.cohort_id == cid))
         )
     return and_(true(), *conditions)
+
+
+def hidden_from(caller: Caller) -> ColumnElement[bool]:
+    """The studies `visible_to(caller)` hides, for a caller without a cohort root: NOT visible
+    (NULL counted as hidden), narrowed first to the only collections the rule ever hides, so
+    that PostgreSQL finds them through the collection index instead of reading every study
+    (facet counts ask this on every request). tests/archive/test_visibility.py checks
+    that the narrowing never drops a hidden study."""
+    if caller.cohort is not None:
+        raise ValueError("a cohort root hides all but its studies: ask visible_to")
+    return and_(study.c.collection.in_((SEQUESTERED, STAGED)),
+                visible_to(caller).is_not(True))

@@ -313,16 +313,41 @@ async def _write_instance(
     return Indexed(outcome, replaced, study_pk, tuple(series_pks))
 
 
+# RECOUNT_SERIES, then RECOUNT_STUDY for each study of those series, as ONE statement (one round
+# trip per batch instead of 2 + one per study, issue 14). The study aggregates read the
+# instance and series rows, not the series counts the CTE updates, so the CTE's snapshot rule
+# (the outer UPDATE does not see the CTE's changes) changes nothing; LATERAL keeps one
+# aggregate row per study even when it has no instance left (a replaced instance that moved).
+_RECOUNT = text(
+    """
+    WITH touched AS (
+        UPDATE series s
+        SET num_instances = (SELECT count(*) FROM instance i WHERE i.series_pk = s.pk)
+        WHERE s.pk = ANY(:series_pks)
+        RETURNING s.study_pk
+    )
+    UPDATE study st SET
+        num_series = agg.ns, num_instances = agg.ni, size_bytes = agg.sz,
+        modalities = agg.mods, sop_classes = agg.classes, updated_at = now()
+    FROM (SELECT DISTINCT study_pk FROM touched) AS t,
+    LATERAL (
+        SELECT count(DISTINCT se.pk) AS ns, count(i.pk) AS ni,
+               COALESCE(sum(i.size_bytes), 0) AS sz,
+               COALESCE(array_agg(DISTINCT se.modality ORDER BY se.modality)
+                        FILTER (WHERE se.modality IS NOT NULL), '{}') AS mods,
+               COALESCE(array_agg(DISTINCT i.sop_class_uid ORDER BY i.sop_class_uid)
+                        FILTER (WHERE i.sop_class_uid IS NOT NULL), '{}') AS classes
+        FROM series se JOIN instance i ON i.series_pk = se.pk
+        WHERE se.study_pk = t.study_pk
+    ) AS agg
+    WHERE st.pk = t.study_pk
+    """
+)
+
+
 async def recount(conn: AsyncConnection, series_pks: list[int]) -> None:
     """Recount aggregates of the given series and their studies from the rows themselves."""
-    await conn.execute(RECOUNT_SERIES, {"series_pks": series_pks})
-    studies = (
-        await conn.execute(
-            text("SELECT DISTINCT study_pk FROM series WHERE pk = ANY(:p)"), {"p": series_pks}
-        )
-    ).scalars()
-    for study_pk in studies:
-        await conn.execute(RECOUNT_STUDY, {"study_pk": study_pk})
+    await conn.execute(_RECOUNT, {"series_pks": series_pks})
 
 
 # --------------------------------------------------------------------------- batched writes

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from archive.errors import ArchiveUnavailable
 from archive.group_commit import _db_error
+from archive.index import engine as engine_module
 from archive.index.db_errors import is_retryable
 from archive.index.engine import create_engine
 
@@ -64,3 +66,34 @@ def test_other_database_errors_are_not_retryable(database_url: str) -> None:
     exc = asyncio.run(bad())
     assert not is_retryable(exc)  # the message says "deadlock"; the class does not
     assert _db_error(exc) is exc
+
+
+def test_an_idle_pooled_connection_that_died_is_replaced_not_handed_out(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool pings only connections idle for PING_AFTER_IDLE (not every checkout): one whose
+    backend ended while it sat in the pool (a PostgreSQL restart, an idle-session kill) is
+    replaced at checkout, and the query on the replacement succeeds."""
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE", 0.2)
+
+    async def scenario() -> tuple[int, int, int]:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                first = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            async with engine.connect() as conn:  # back in the pool moments ago: same session
+                again = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            killer = await asyncpg.connect(database_url)
+            try:
+                await killer.execute("SELECT pg_terminate_backend($1)", first)
+            finally:
+                await killer.close()
+            await asyncio.sleep(0.5)  # idle past PING_AFTER_IDLE: pinged, found dead, replaced
+            async with engine.connect() as conn:
+                after = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            return first, again, after
+        finally:
+            await engine.dispose()
+
+    first, again, after = asyncio.run(scenario())
+    assert again == first
+    assert after != first

@@ -164,7 +164,7 @@ def test_min_cell_count_everywhere(loaded: Loaded, suppressed: RunningArchive) -
 
 def test_filters_are_evaluated_once_unless_series_keys_would_split() -> None:
     from archive.commons.explore import independent
-    from archive.index.commons_explore import _plan
+    from archive.index.commons_explore import plan_blocks as _plan
 
     names = ["commons.case.sex", "ModalitiesInStudy", "BodyPartExamined", "Manufacturer"]
     blocks, subsets, of = _plan([("commons.case.sex", "Female"), ("ModalitiesInStudy", "CT"),

@@ -73,3 +73,45 @@ def test_files_and_directories_are_private_whatever_the_umask(tmp_path: Path) ->
             assert parent.stat().st_mode & 0o777 == 0o700, parent
     assert store.spool_dir().stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "store" / "STORAGE_ID").stat().st_mode & 0o777 == 0o600
+
+
+def test_new_blob_directories_are_fsynced_into_their_parents(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file renamed into a directory created for it is acknowledged only after the new
+    directories' entries are on disk (ab/ in blobs/, cd/ in ab/): the real fsync runs, the
+    spy only records which directory each call flushed, and when."""
+    import os
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    def rename(src: str | Path, dst: str | Path) -> None:
+        real_rename(src, dst)
+        events.append(("rename", str(dst)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    store = FileBlobStore(tmp_path)
+    blobs = tmp_path / "blobs"
+    for batch in (1, 3):  # commit (one file) and commit_many (several)
+        events.clear()
+        spooled = [asyncio.run(store.spool_stream(chunks(b"x" * n), limit=100))
+                   for n in range(1, batch + 1)]
+        keys = [store.commit(spooled[0])] if batch == 1 else store.commit_many(spooled)
+        for key in keys:
+            assert isinstance(key, str)
+            ab, cd = blobs / key[:2], blobs / key[:2] / key[2:4]
+            renamed = events.index(("rename", str(store.path(key))))
+            assert ("fsync", str(blobs)) in events[:renamed]  # ab's entry in blobs/
+            assert ("fsync", str(ab)) in events[:renamed]  # cd's entry in ab/
+            assert ("fsync", str(cd)) in events[renamed:]  # the file's entry in cd/
+    # once per directory and process: a second file in the same directory flushes only cd/
+    events.clear()
+    again = store.commit(asyncio.run(store.spool_stream(chunks(b"y"), limit=100)),
+                         key=keys[0][:4] + "f" * 28)
+    flushed = {path for kind, path in events if kind == "fsync"}
+    assert str(blobs) not in flushed and str(store.path(again).parent) in flushed
