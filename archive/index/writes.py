@@ -378,7 +378,6 @@ class BatchEntry:
 
 
 # Sent through the driver (archive.index.driver): ~120 µs of CPU less per statement.
-_BATCH_INDEXED = statement("SELECT 1 FROM instance WHERE sop_uid = ANY(:uids) LIMIT 1")
 _BATCH_STUDIES = statement(
     """
     SELECT st.pk, st.study_uid, st.site, st.collection
@@ -386,10 +385,16 @@ _BATCH_STUDIES = statement(
     JOIN study st ON st.study_uid = u.uid ORDER BY u.ord FOR UPDATE OF st
     """
 )
-_BATCH_SERIES = statement(
+# The series the batch touches (who owns them), read after the studies are locked (a fresh
+# snapshot: a series created by a writer we waited for is seen), and in the same round trip a
+# row with series_uid NULL when one of the batch's SOP instances is already indexed.
+_BATCH_SERIES_AND_INDEXED = statement(
     """
     SELECT se.series_uid, st.study_uid, st.site, st.collection FROM series se
-    JOIN study st ON st.pk = se.study_pk WHERE se.series_uid = ANY(:uids)
+    JOIN study st ON st.pk = se.study_pk WHERE se.series_uid = ANY(CAST(:uids AS text[]))
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL
+    FROM (SELECT 1 FROM instance WHERE sop_uid = ANY(CAST(:sops AS text[])) LIMIT 1) AS indexed
     """
 )
 
@@ -419,14 +424,16 @@ async def upsert_batch(
     # every statement through the driver: `conn` is inside its transaction (the caller's
     # claim_for_index went through SQLAlchemy, which BEGINs)
     driver = await in_transaction(conn)
-    if await _BATCH_INDEXED.fetch(driver, {"uids": sops}):
-        return None
     study_uids = list(dict.fromkeys(e.facts.study_uid for e in entries))
     studies = {r["study_uid"]: r
                for r in await _BATCH_STUDIES.fetch(driver, {"uids": study_uids})}
     series_uids = list(dict.fromkeys(e.facts.series_uid for e in entries))
+    found = await _BATCH_SERIES_AND_INDEXED.fetch(driver, {"uids": series_uids, "sops": sops})
+    if any(r["series_uid"] is None for r in found):
+        return None  # an indexed SOP instance: the per-instance path (studies stay locked,
+        # in the same lock order it takes them)
     series_owner = {r["series_uid"]: _Owner(r["study_uid"], r["site"], r["collection"])
-                    for r in await _BATCH_SERIES.fetch(driver, {"uids": series_uids})}
+                    for r in found}
     plan = _plan(entries, {u: _Owner(u, r["site"], r["collection"]) for u, r in studies.items()},
                  series_owner)
     ok = [(e, a) for e, a in zip(entries, plan, strict=True) if isinstance(a, Attribution)]
