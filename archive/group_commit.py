@@ -56,6 +56,8 @@ WRITERS = 2
 # What ends a lease connection: the database went away, or the session broke.
 _LEASE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE, DatabaseError, ConnectionError,
                                                   *DRIVER_ERRORS)
+# A statement failed: through SQLAlchemy (wrapped) or through the driver (archive.index.driver).
+_STATEMENT_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, *DRIVER_ERRORS)
 
 class _RetryIsolated(Exception):
     """An instance of an optimistic (savepoint-free) batch failed: redo it isolated."""
@@ -244,7 +246,7 @@ class GroupCommitter:
         except UNAVAILABLE as exc:
             for item in items:
                 item.indexed, item.error = None, ArchiveUnavailable(f"index unavailable: {exc}")
-        except (DatabaseError, *DRIVER_ERRORS) as exc:  # the latter: sent through the driver
+        except _STATEMENT_ERRORS as exc:
             for item in items:
                 item.indexed, item.error = None, _db_error(exc)
 

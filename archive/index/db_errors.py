@@ -9,9 +9,9 @@ from __future__ import annotations
 from asyncpg.exceptions import DataError as ServerDataError
 from asyncpg.exceptions import (
     DeadlockDetectedError,
-    PostgresError,
     OperatorInterventionError,
     PostgresConnectionError,
+    PostgresError,
     SerializationError,
 )
 from asyncpg.exceptions._base import DataError as ArgumentDataError
