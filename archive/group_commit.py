@@ -29,6 +29,7 @@ from archive.core import Core
 from archive.errors import ArchiveError, ArchiveUnavailable, InvalidInstance
 from archive.index import blob_journal
 from archive.index.db_errors import (
+    DRIVER_ERRORS,
     UNAVAILABLE,
     DatabaseError,
     is_bad_value,
@@ -41,7 +42,7 @@ from archive.index.writes import (
     Attribution,
     BatchEntry,
     Indexed,
-    recount,
+    recount_in_transaction,
     upsert_batch,
     upsert_instance,
 )
@@ -53,7 +54,10 @@ log = logging.getLogger("archive.group_commit")
 MAX_BATCH = 64
 WRITERS = 2
 # What ends a lease connection: the database went away, or the session broke.
-_LEASE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE, DatabaseError, ConnectionError)
+_LEASE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE, DatabaseError, ConnectionError,
+                                                  *DRIVER_ERRORS)
+# A statement failed: through SQLAlchemy (wrapped) or through the driver (archive.index.driver).
+_STATEMENT_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, *DRIVER_ERRORS)
 
 class _RetryIsolated(Exception):
     """An instance of an optimistic (savepoint-free) batch failed: redo it isolated."""
@@ -242,7 +246,7 @@ class GroupCommitter:
         except UNAVAILABLE as exc:
             for item in items:
                 item.indexed, item.error = None, ArchiveUnavailable(f"index unavailable: {exc}")
-        except DatabaseError as exc:
+        except _STATEMENT_ERRORS as exc:
             for item in items:
                 item.indexed, item.error = None, _db_error(exc)
 
@@ -278,8 +282,8 @@ class GroupCommitter:
                     continue
                 item.indexed = indexed
                 series_pks.update(indexed.series_pks)
-            if series_pks:
-                await recount(conn, sorted(series_pks))
+            if series_pks:  # inside the transaction: claim_for_index began it
+                await recount_in_transaction(conn, sorted(series_pks))
             await blob_journal.journal(conn, _unreferenced(ordered, claimed),
                                        blob_journal.UNREFERENCED)
 
@@ -319,6 +323,8 @@ class GroupCommitter:
         except UNAVAILABLE:
             raise
         except Exception as exc:
+            if isinstance(exc, DRIVER_ERRORS) and is_unavailable(exc):
+                raise  # the connection failed: no retry on it (_index reports unavailable)
             raise _RetryIsolated from exc
         return True
 

@@ -3,6 +3,7 @@
 
     python -m bench.profile_ingest                       # stow_10x4 and storescu_x4
     python -m bench.profile_ingest --paths storescu_x1 --out /tmp/prof
+    python -m bench.profile_ingest --paths storescu_x1 --gil   # only GIL holders: CPU, not waits
 
 Starts a private archive (bench/ours.sh, embedded PostgreSQL) on its own ports, and for each path
 empties it, starts `py-spy record --subprocesses` on the archive process (main process and parse
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/ingest-profile"))
     ap.add_argument("--src", default=str(ROOT))
     ap.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    ap.add_argument("--gil", action="store_true",
+                    help="sample only the thread holding the GIL (where a process's CPU goes)")
     ap.add_argument("--summarize", type=Path, nargs="*", help="only summarise these raw files")
     a = ap.parse_args(argv)
     if a.summarize:
@@ -130,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             raw = a.out / f"{path}.txt"
             spy = subprocess.Popen([pyspy, "record", "--subprocesses", "--nonblocking", "-r",
                                     str(a.rate), "-f", "raw", "-o", str(raw), "-p",
-                                    str(ours.pids()[0])], stdout=subprocess.DEVNULL,
+                                    str(ours.pids()[0]), *(["--gil"] if a.gil else [])],
+                                   stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             time.sleep(1.0)
             kind, cfg = path.split("_", 1)

@@ -11,6 +11,7 @@ from asyncpg.exceptions import (
     DeadlockDetectedError,
     OperatorInterventionError,
     PostgresConnectionError,
+    PostgresError,
     SerializationError,
 )
 from asyncpg.exceptions._base import DataError as ArgumentDataError
@@ -25,6 +26,10 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (OperationalError, InterfaceError
 DatabaseError = DBAPIError
 # Anything the database layer raises (a statement, the connection or the pool).
 AnyDatabaseError = SQLAlchemyError
+# What a statement sent through asyncpg itself raises (archive.index.driver), unwrapped: a
+# statement error, or the connection failing (is_unavailable tells which).
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (PostgresError, DriverInterfaceError,
+                                                  InternalClientError)
 # Conflicts with a concurrent transaction: the same work may succeed when retried.
 RETRYABLE: tuple[type[BaseException], ...] = (DeadlockDetectedError, SerializationError)
 

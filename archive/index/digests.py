@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from archive.index.driver import autocommit, statement
 
 # One statement (one round trip; on the committer's autocommit lease it commits by itself):
 # the digests already indexed for the batch's SOP instances, and a blob-journal "write" row
 # (archive.index.blob_journal) for every entry that is not an identical re-send of one of them.
-_DIGESTS_AND_JOURNAL = text(
+_DIGESTS_AND_JOURNAL = statement(
     """
     WITH batch AS (
         SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:sops AS text[]),
@@ -36,10 +37,12 @@ async def stored_digests_and_journal(
 ) -> dict[str, str]:
     """For entries (blob key, SOP Instance UID, sha256): {sop_uid: sha256} of those already
     indexed, having journaled as written by `owner` the key of every entry whose SOP instance
-    is not indexed with the same digest (those are the blobs the caller will write)."""
+    is not indexed with the same digest (those are the blobs the caller will write).
+    `conn` is an AUTOCOMMIT connection (the statement commits by itself, through the driver:
+    archive.index.driver); errors come unwrapped (db_errors.DRIVER_ERRORS)."""
     if not entries:
         return {}
     keys, sops, shas = (list(col) for col in zip(*entries, strict=True))
-    rows = await conn.execute(_DIGESTS_AND_JOURNAL,
-                              {"keys": keys, "sops": sops, "shas": shas, "owner": owner})
-    return {r.sop_uid: r.sha256 for r in rows}
+    rows = await _DIGESTS_AND_JOURNAL.fetch(
+        await autocommit(conn), {"keys": keys, "sops": sops, "shas": shas, "owner": owner})
+    return {r["sop_uid"]: r["sha256"] for r in rows}

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from archive.attributes import Level
 from archive.errors import DataSetMismatch, DuplicateInstance, OwnershipConflict
+from archive.index.driver import Driver, Statement, in_transaction, statement
 from archive.instance import InstanceFacts
 
 
@@ -318,8 +319,7 @@ async def _write_instance(
 # instance and series rows, not the series counts the CTE updates, so the CTE's snapshot rule
 # (the outer UPDATE does not see the CTE's changes) changes nothing; LATERAL keeps one
 # aggregate row per study even when it has no instance left (a replaced instance that moved).
-_RECOUNT = text(
-    """
+_RECOUNT_SQL = """
     WITH touched AS (
         UPDATE series s
         SET num_instances = (SELECT count(*) FROM instance i WHERE i.series_pk = s.pk)
@@ -342,12 +342,19 @@ _RECOUNT = text(
     ) AS agg
     WHERE st.pk = t.study_pk
     """
-)
+_RECOUNT = text(_RECOUNT_SQL)
+_RECOUNT_DRIVER = statement(_RECOUNT_SQL)
 
 
 async def recount(conn: AsyncConnection, series_pks: list[int]) -> None:
     """Recount aggregates of the given series and their studies from the rows themselves."""
     await conn.execute(_RECOUNT, {"series_pks": series_pks})
+
+
+async def recount_in_transaction(conn: AsyncConnection, series_pks: list[int]) -> None:
+    """`recount` sent through the driver (archive.index.driver): `conn` must be inside its
+    transaction already (group commit: after its first statement)."""
+    await _RECOUNT_DRIVER.execute(await in_transaction(conn), {"series_pks": series_pks})
 
 
 # --------------------------------------------------------------------------- batched writes
@@ -370,18 +377,24 @@ class BatchEntry:
     header_json: str | None = None  # facts.header as JSON, when already encoded
 
 
-_BATCH_INDEXED = text("SELECT 1 FROM instance WHERE sop_uid = ANY(:uids) LIMIT 1")
-_BATCH_STUDIES = text(
+# Sent through the driver (archive.index.driver): ~120 µs of CPU less per statement.
+_BATCH_STUDIES = statement(
     """
     SELECT st.pk, st.study_uid, st.site, st.collection
     FROM unnest(CAST(:uids AS text[])) WITH ORDINALITY AS u(uid, ord)
     JOIN study st ON st.study_uid = u.uid ORDER BY u.ord FOR UPDATE OF st
     """
 )
-_BATCH_SERIES = text(
+# The series the batch touches (who owns them), read after the studies are locked (a fresh
+# snapshot: a series created by a writer we waited for is seen), and in the same round trip a
+# row with series_uid NULL when one of the batch's SOP instances is already indexed.
+_BATCH_SERIES_AND_INDEXED = statement(
     """
     SELECT se.series_uid, st.study_uid, st.site, st.collection FROM series se
-    JOIN study st ON st.pk = se.study_pk WHERE se.series_uid = ANY(:uids)
+    JOIN study st ON st.pk = se.study_pk WHERE se.series_uid = ANY(CAST(:uids AS text[]))
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL
+    FROM (SELECT 1 FROM instance WHERE sop_uid = ANY(CAST(:sops AS text[])) LIMIT 1) AS indexed
     """
 )
 
@@ -403,24 +416,33 @@ async def upsert_batch(
     None when the batch is not all new instances (then nothing was written: use
     `upsert_instance` per entry). A database error propagates (the caller rolls back and
     redoes the batch per instance). Aggregates are not recounted: `Indexed.series_pks` says
-    which series to recount."""
+    which series to recount. `conn` must be inside its transaction: the statements go through
+    the driver (archive.index.driver), whose errors come unwrapped (db_errors.DRIVER_ERRORS)."""
     sops = [e.facts.sop_uid for e in entries]
-    if len(set(sops)) != len(sops) or (await conn.execute(_BATCH_INDEXED, {"uids": sops})).first():
+    if len(set(sops)) != len(sops):
         return None
+    # every statement through the driver: `conn` is inside its transaction (the caller's
+    # claim_for_index went through SQLAlchemy, which BEGINs)
+    driver = await in_transaction(conn)
     study_uids = list(dict.fromkeys(e.facts.study_uid for e in entries))
-    studies = {r.study_uid: r for r in (await conn.execute(_BATCH_STUDIES, {"uids": study_uids}))}
+    studies = {r["study_uid"]: r
+               for r in await _BATCH_STUDIES.fetch(driver, {"uids": study_uids})}
     series_uids = list(dict.fromkeys(e.facts.series_uid for e in entries))
-    series_owner = {r.series_uid: _Owner(r.study_uid, r.site, r.collection)
-                    for r in await conn.execute(_BATCH_SERIES, {"uids": series_uids})}
-    plan = _plan(entries, {u: _Owner(u, r.site, r.collection) for u, r in studies.items()},
+    found = await _BATCH_SERIES_AND_INDEXED.fetch(driver, {"uids": series_uids, "sops": sops})
+    if any(r["series_uid"] is None for r in found):
+        return None  # an indexed SOP instance: the per-instance path (studies stay locked,
+        # in the same lock order it takes them)
+    series_owner = {r["series_uid"]: _Owner(r["study_uid"], r["site"], r["collection"])
+                    for r in found}
+    plan = _plan(entries, {u: _Owner(u, r["site"], r["collection"]) for u, r in studies.items()},
                  series_owner)
     ok = [(e, a) for e, a in zip(entries, plan, strict=True) if isinstance(a, Attribution)]
     if not ok:
         return [a for a in plan if isinstance(a, BaseException)]
-    patient_pks = await _upsert_patients(conn, ok)
-    study_pks = await _upsert_studies(conn, ok, patient_pks)
-    series_pks = await _upsert_series(conn, ok, study_pks)
-    await _insert_instances(conn, ok, series_pks)
+    patient_pks = await _upsert_patients(driver, ok)
+    study_pks = await _upsert_studies(driver, ok, patient_pks)
+    series_pks = await _upsert_series(driver, ok, study_pks)
+    await _insert_instances(driver, ok, series_pks)
     out: list[Indexed | BaseException] = []
     for e, a in zip(entries, plan, strict=True):
         if isinstance(a, BaseException):
@@ -463,7 +485,7 @@ def _plan(
     return out
 
 
-def _unnest_insert(table: str, columns: list[tuple[str, str]], tail: str) -> Any:
+def _unnest_insert(table: str, columns: list[tuple[str, str]], tail: str) -> Statement:
     """`INSERT INTO table (…) SELECT … FROM unnest(one array per column) … tail`: one
     statement text for any number of rows (prepared and cached once, unlike a multi-VALUES
     insert, which SQLAlchemy compiles anew for every row count — 20 ms for 10 rows). Rows go in
@@ -471,7 +493,7 @@ def _unnest_insert(table: str, columns: list[tuple[str, str]], tail: str) -> Any
     names = [n for n, _ in columns]
     arrays = ", ".join(f"CAST(:{n} AS {'text' if t == 'jsonb' else t}[])" for n, t in columns)
     values = ", ".join(f"CAST(u.{n} AS jsonb)" if t == "jsonb" else f"u.{n}" for n, t in columns)
-    return text(
+    return statement(
         f"INSERT INTO {table} ({', '.join(names)}) SELECT {values} FROM unnest({arrays}) "
         f"WITH ORDINALITY AS u({', '.join(names)}, ord) ORDER BY u.ord {tail}"
     )
@@ -516,7 +538,7 @@ _INSTANCES = _unnest_insert("instance", _INSTANCE_COLUMNS, "")
 
 
 async def _upsert_patients(
-    conn: AsyncConnection, ok: list[tuple[BatchEntry, Attribution]]
+    driver: Driver, ok: list[tuple[BatchEntry, Attribution]]
 ) -> dict[tuple[str, str, str], int]:
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for e, a in ok:  # the last instance's values win, as with one upsert per instance
@@ -527,12 +549,12 @@ async def _upsert_patients(
                                        "patient_birth_date", "patient_sex")} | {
             "scope": scope, "collection": a.collection,
             "attrs": _dumps(e.facts.level_attrs[Level.PATIENT])}
-    result = await conn.execute(_PATIENTS, _columns_of(list(rows.values()), _PATIENT_COLUMNS))
-    return {(r.patient_id, r.scope, r.collection): r.pk for r in result}
+    result = await _PATIENTS.fetch(driver, _columns_of(list(rows.values()), _PATIENT_COLUMNS))
+    return {(r["patient_id"], r["scope"], r["collection"]): r["pk"] for r in result}
 
 
 async def _upsert_studies(
-    conn: AsyncConnection, ok: list[tuple[BatchEntry, Attribution]],
+    driver: Driver, ok: list[tuple[BatchEntry, Attribution]],
     patient_pks: dict[tuple[str, str, str], int],
 ) -> dict[str, int]:
     rows: dict[str, dict[str, Any]] = {}
@@ -550,12 +572,12 @@ async def _upsert_studies(
             row |= {"collection": first["collection"], "site": first["site"] or a.site,
                     "dataset": first["dataset"] or a.dataset}
         rows[uid] = row
-    result = await conn.execute(_STUDIES, _columns_of(list(rows.values()), _STUDY_COLUMNS))
-    return {r.study_uid: r.pk for r in result}
+    result = await _STUDIES.fetch(driver, _columns_of(list(rows.values()), _STUDY_COLUMNS))
+    return {r["study_uid"]: r["pk"] for r in result}
 
 
 async def _upsert_series(
-    conn: AsyncConnection, ok: list[tuple[BatchEntry, Attribution]], study_pks: dict[str, int]
+    driver: Driver, ok: list[tuple[BatchEntry, Attribution]], study_pks: dict[str, int]
 ) -> dict[str, int]:
     rows: dict[str, dict[str, Any]] = {}
     for e, _a in ok:
@@ -564,12 +586,12 @@ async def _upsert_series(
         rows[uid] = {k: c[k] for k in _SERIES_COLUMNS} | {
             "series_uid": uid, "study_pk": study_pks[e.facts.study_uid],
             "attrs": _dumps(e.facts.level_attrs[Level.SERIES])}
-    result = await conn.execute(_SERIES_ROWS, _columns_of(list(rows.values()), _SERIES_TYPES))
-    return {r.series_uid: r.pk for r in result}
+    result = await _SERIES_ROWS.fetch(driver, _columns_of(list(rows.values()), _SERIES_TYPES))
+    return {r["series_uid"]: r["pk"] for r in result}
 
 
 async def _insert_instances(
-    conn: AsyncConnection, ok: list[tuple[BatchEntry, Attribution]], series_pks: dict[str, int]
+    driver: Driver, ok: list[tuple[BatchEntry, Attribution]], series_pks: dict[str, int]
 ) -> None:
     rows = []
     for e, _a in ok:
@@ -581,4 +603,4 @@ async def _insert_instances(
             "header": e.header_json if e.header_json is not None else _dumps(f.header),
         } | {k: c[k] for k in ("instance_number", "rows", "columns", "number_of_frames")}
             | e.blob)
-    await conn.execute(_INSTANCES, _columns_of(rows, _INSTANCE_COLUMNS))
+    await _INSTANCES.execute(driver, _columns_of(rows, _INSTANCE_COLUMNS))
