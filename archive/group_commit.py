@@ -239,7 +239,9 @@ class GroupCommitter:
             try:
                 await self._index_once(ordered, isolate=False)
             except _RetryIsolated as retry:
-                log.info("batch of %d redone with savepoints: %s", len(ordered), retry.__cause__)
+                # expected and handled (a deadlock with the other writer, a bad value): a
+                # debug line; an INFO line per redo went to the console of `archive import`
+                log.debug("batch of %d redone with savepoints: %s", len(ordered), retry.__cause__)
                 for item in ordered:
                     item.indexed, item.error = None, None
                 await self._index_once(ordered, isolate=True)
