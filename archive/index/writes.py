@@ -527,7 +527,7 @@ _SERIES_TYPES = [("study_pk", "bigint"), ("series_uid", "text"), ("modality", "t
                  ("pps_start_date", "date"), ("pps_start_time", "time"), ("attrs", "jsonb")]
 _SERIES_ROWS = _unnest_insert("series", _SERIES_TYPES, f"""
     {_SERIES_CONFLICT}
-    RETURNING pk, series_uid""")
+    RETURNING pk, series_uid, study_pk""")
 
 _INSTANCE_COLUMNS = [("series_pk", "bigint"), ("sop_uid", "text"), ("sop_class_uid", "text"),
                      ("instance_number", "integer"), ("transfer_syntax", "text"),
@@ -587,6 +587,9 @@ async def _upsert_series(
             "series_uid": uid, "study_pk": study_pks[e.facts.study_uid],
             "attrs": _dumps(e.facts.level_attrs[Level.SERIES])}
     result = await _SERIES_ROWS.fetch(driver, _columns_of(list(rows.values()), _SERIES_TYPES))
+    for r in result:  # a series another writer committed under another study since our read
+        if r["study_pk"] != rows[r["series_uid"]]["study_pk"]:
+            raise DataSetMismatch(f"SeriesInstanceUID {r['series_uid']} belongs to another study")
     return {r["series_uid"]: r["pk"] for r in result}
 
 

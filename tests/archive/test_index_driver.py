@@ -134,3 +134,40 @@ def test_group_commit_through_the_driver_indexes_and_harmonizes(server: RunningA
     assert server.run(store()) == ["stored"] * 4
     assert _count(server, data[0].StudyInstanceUID) == (1, 4, 1)
     assert server.run(store()) == ["duplicate"] * 4  # the lease's digest lookup (driver)
+
+
+def test_a_series_committed_under_another_study_meanwhile_fails_the_batch(
+    server: RunningArchive,
+) -> None:
+    """The batch reads series owners before writing; a writer that commits the same
+    SeriesInstanceUID under another study after that read is caught by the upsert itself
+    (it returns the row's study), so no instance is filed under the other study's series: the
+    batch fails and the group committer redoes it per instance, where the series is refused."""
+    import dataclasses
+
+    from archive.errors import DataSetMismatch
+    from archive.index import writes
+
+    core = server.core
+
+    async def race() -> None:
+        first = await _entries(server, "own-a", 1)
+        async with core.engine.begin() as conn:
+            await claim_for_index(conn, ["none"])
+            assert await upsert_batch(conn, first) is not None  # study A's series, committed
+        (entry,) = await _entries(server, "own-b", 1)
+        taken = dataclasses.replace(entry.facts, series_uid=first[0].facts.series_uid)
+        ok = [(dataclasses.replace(entry, facts=taken), entry.attribution)]
+        async with core.engine.begin() as conn:
+            await claim_for_index(conn, ["none"])
+            driver = await in_transaction(conn)
+            patients = await writes._upsert_patients(driver, ok)
+            studies = await writes._upsert_studies(driver, ok, patients)
+            with pytest.raises(DataSetMismatch, match="belongs to another study"):
+                await writes._upsert_series(driver, ok, studies)
+            raise _Undo
+
+    with pytest.raises(_Undo):
+        server.run(race())
+    a = f.series_of(1, "own-a")[0].StudyInstanceUID
+    assert _count(server, a)[:2] == (1, 1)  # study A keeps its one instance
