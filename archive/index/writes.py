@@ -156,24 +156,26 @@ RECOUNT_SERIES = text(
     """
 )
 
-RECOUNT_STUDY = text(
-    """
-    UPDATE study st SET
-        num_series = agg.ns, num_instances = agg.ni, size_bytes = agg.sz,
-        modalities = agg.mods, sop_classes = agg.classes, updated_at = now()
-    FROM (
+# A study's aggregates from its series and instance rows; `{study}` names the study's pk (a
+# parameter, or a column of the statement it stands in). One text for RECOUNT_STUDY and _RECOUNT.
+_STUDY_AGGREGATES = """
         SELECT count(DISTINCT se.pk) AS ns, count(i.pk) AS ni,
                COALESCE(sum(i.size_bytes), 0) AS sz,
                COALESCE(array_agg(DISTINCT se.modality ORDER BY se.modality)
-                        FILTER (WHERE se.modality IS NOT NULL), '{}') AS mods,
+                        FILTER (WHERE se.modality IS NOT NULL), '{{}}') AS mods,
                COALESCE(array_agg(DISTINCT i.sop_class_uid ORDER BY i.sop_class_uid)
-                        FILTER (WHERE i.sop_class_uid IS NOT NULL), '{}') AS classes
+                        FILTER (WHERE i.sop_class_uid IS NOT NULL), '{{}}') AS classes
         FROM series se JOIN instance i ON i.series_pk = se.pk
-        WHERE se.study_pk = :study_pk
+        WHERE se.study_pk = {study}"""
+_SET_AGGREGATES = """num_series = agg.ns, num_instances = agg.ni, size_bytes = agg.sz,
+        modalities = agg.mods, sop_classes = agg.classes, updated_at = now()"""
+
+RECOUNT_STUDY = text(f"""
+    UPDATE study st SET {_SET_AGGREGATES}
+    FROM ({_STUDY_AGGREGATES.format(study=":study_pk")}
     ) AS agg
     WHERE st.pk = :study_pk
-    """
-)
+    """)
 
 
 def _dumps(value: Any) -> str:
@@ -319,26 +321,16 @@ async def _write_instance(
 # instance and series rows, not the series counts the CTE updates, so the CTE's snapshot rule
 # (the outer UPDATE does not see the CTE's changes) changes nothing; LATERAL keeps one
 # aggregate row per study even when it has no instance left (a replaced instance that moved).
-_RECOUNT_SQL = """
+_RECOUNT_SQL = f"""
     WITH touched AS (
         UPDATE series s
         SET num_instances = (SELECT count(*) FROM instance i WHERE i.series_pk = s.pk)
         WHERE s.pk = ANY(:series_pks)
         RETURNING s.study_pk
     )
-    UPDATE study st SET
-        num_series = agg.ns, num_instances = agg.ni, size_bytes = agg.sz,
-        modalities = agg.mods, sop_classes = agg.classes, updated_at = now()
+    UPDATE study st SET {_SET_AGGREGATES}
     FROM (SELECT DISTINCT study_pk FROM touched) AS t,
-    LATERAL (
-        SELECT count(DISTINCT se.pk) AS ns, count(i.pk) AS ni,
-               COALESCE(sum(i.size_bytes), 0) AS sz,
-               COALESCE(array_agg(DISTINCT se.modality ORDER BY se.modality)
-                        FILTER (WHERE se.modality IS NOT NULL), '{}') AS mods,
-               COALESCE(array_agg(DISTINCT i.sop_class_uid ORDER BY i.sop_class_uid)
-                        FILTER (WHERE i.sop_class_uid IS NOT NULL), '{}') AS classes
-        FROM series se JOIN instance i ON i.series_pk = se.pk
-        WHERE se.study_pk = t.study_pk
+    LATERAL ({_STUDY_AGGREGATES.format(study="t.study_pk")}
     ) AS agg
     WHERE st.pk = t.study_pk
     """
