@@ -43,6 +43,7 @@ from dimse.statuses import (
     unreadable_identifier,
 )
 from dimse.store import caller_for
+from dimse.tuning import let_dul_read
 
 log = logging.getLogger("dimse.find")
 
@@ -235,6 +236,8 @@ def _find(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Iterator[A
     try:
         batch = 1  # the first answer goes out at once; later hops fetch more at a time
         while True:
+            if batch > 1:  # answers are out: let the reactor read a C-CANCEL (dimse.tuning)
+                let_dul_read(event.assoc)
             if event.is_cancelled:
                 yield FIND_CANCELLED, None
                 return

@@ -279,3 +279,16 @@ def _stop_dul_waking(self: DULServiceProvider) -> bool:
             time.sleep(self._run_loop_delay)
         return True
     return False
+
+
+def let_dul_read(assoc: Association, wait_s: float = 0.05) -> None:
+    """Give the association's DUL reactor a turn at its socket. pynetdicom's reactor reads the
+    peer only when it has nothing left to send, so a C-FIND handler that keeps the send queue
+    full (answers come 64 at a time) would not learn of a C-CANCEL until it had sent every
+    answer. Called between batches: wait (bounded) until the queue is empty, then leave the
+    GIL for a moment, in which the reactor reads what the peer sent."""
+    outgoing = assoc.dul.to_provider_queue
+    deadline = time.monotonic() + wait_s
+    while outgoing.qsize() and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    time.sleep(0.001)
