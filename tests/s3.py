@@ -3,7 +3,8 @@
 `SeaweedFS.start()` runs master, volume, filer and S3 gateway in one process on free loopback
 ports with its data in a temporary directory, creates bucket `archive` and credentials, and
 waits until the S3 port answers. `stop()`/`start()` again on the same ports and directory
-simulate an outage and the store's return (the data survive).
+simulate an outage and the store's return (the data survive); `paused()` freezes the process
+(SIGSTOP): connections are still accepted by the kernel but nothing answers, a stalled store.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ACCESS_KEY = "archive-test"
@@ -113,6 +115,16 @@ class SeaweedFS:
         except Exception:
             return False
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The store frozen (SIGSTOP) inside the block and running again (SIGCONT) after it."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Kill the whole process group (an outage: nothing is flushed politely)."""
         if self.proc is None:
@@ -121,3 +133,8 @@ class SeaweedFS:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
         self.proc = None
+        for port in (self.s3, self.filer, self.volume, self.master):  # a real outage, or say so
+            with socket.socket() as probe:
+                probe.settimeout(2)
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    raise RuntimeError(f"port {port} still answers after weed was killed")

@@ -86,6 +86,24 @@ def test_missing_blob_and_unreachable_store_are_typed(seaweed: Any, tmp_path: Pa
     store.close()
 
 
+def test_a_store_that_is_down_is_unavailable_whatever_its_urls_hold(tmp_path: Path) -> None:
+    """"416" in the error text (here the key; a port, a prefix or the elapsed time did it too)
+    is not the store's 416 Range Not Satisfiable: a refused connection is Unavailable, never an
+    empty read "past the end" (which let the retrieve probe pass while the store was down)."""
+    dead = S3BlobStore(f"s3://{BUCKET}/p416", tmp_path, endpoint="http://127.0.0.1:9",
+                       path_style=True, region="us-east-1", timeout=3, max_retries=1)
+    key = "416" + "0" * 29
+    with pytest.raises(Unavailable):
+        dead.read_range(key, 0, 1)
+
+    async def stream() -> list[bytes]:
+        return [chunk async for chunk in dead.stream(key, 0, 1)]
+
+    with pytest.raises(Unavailable):
+        asyncio.run(stream())
+    dead.close()
+
+
 _RSS_SCRIPT = r"""
 import asyncio, hashlib, os, resource, sys
 from pathlib import Path
