@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +128,7 @@ class BlobRef:
             return self.store.read_range(self.key, offset, length)
 
     async def chunks(self, offset: int = 0, length: int | None = None,
-                     chunk: int = 1 << 20) -> AsyncIterator[bytes]:
+                     chunk: int = 1 << 20) -> AsyncGenerator[bytes, None]:
         """The blob (or a range) as a stream, without holding it in memory."""
         end = self.size if length is None else offset + length
         if self.local is not None:

@@ -29,6 +29,9 @@ def _storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--s3-region", help="S3 region (ARCHIVE_S3_REGION; else AWS_REGION)")
     p.add_argument("--s3-path-style", action="store_true", default=None,
                    help="path-style S3 addressing (ARCHIVE_S3_PATH_STYLE)")
+    p.add_argument("--s3-read-timeout", metavar="SECONDS",
+                   help="give up an object-store read that stalls this long: 503 before a "
+                        "response starts, a cut connection after (ARCHIVE_S3_READ_TIMEOUT, 30)")
 
 
 def _jobs(p: argparse.ArgumentParser) -> None:
@@ -137,7 +140,7 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
             "viewer_dir", "curator_token", "log_level", "log_format", "public_url",
             "trusted_proxies", "check_called_ae", "min_cell_count",
-            "storage", "s3_endpoint", "s3_region", "s3_path_style",
+            "storage", "s3_endpoint", "s3_region", "s3_path_style", "s3_read_timeout",
             "curator_token_file", "tls_cert", "tls_key",
             "dimse_tls_port", "dimse_tls_ca", "portal_oidc_client_id", "portal_oidc_scope",
             "run_jobs", "job_concurrency",

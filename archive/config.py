@@ -73,6 +73,7 @@ class Settings:
     s3_endpoint: str | None = None  # for non-AWS stores (MinIO, Ceph RGW, SeaweedFS)
     s3_region: str | None = None
     s3_path_style: bool = False
+    s3_read_timeout: float = 30.0  # seconds an object-store read may stall (then 503, or a cut body)
     curator_token_file: Path | None = None  # the curator token, read from a file (not argv)
     tls_cert: Path | None = None  # PEM certificate chain: HTTPS, and DICOM TLS
     tls_key: Path | None = None  # PEM private key for tls_cert
@@ -333,6 +334,7 @@ PARSERS: dict[str, Any] = {
     "s3_endpoint": lambda v: v or None,
     "s3_region": lambda v: v or None,
     "s3_path_style": _bool,
+    "s3_read_timeout": _positive_float,
     "curator_token_file": lambda v: Path(v) if v else None,
     "tls_cert": lambda v: Path(v) if v else None,
     "tls_key": lambda v: Path(v) if v else None,

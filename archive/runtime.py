@@ -84,7 +84,8 @@ def open_blobs(settings: Settings) -> BlobStore:
     """The blob store `settings.storage` names (local files by default; spool always local)."""
     try:
         return open_store(settings.storage, settings.storage_dir, s3_endpoint=settings.s3_endpoint,
-                          s3_region=settings.s3_region, s3_path_style=settings.s3_path_style)
+                          s3_region=settings.s3_region, s3_path_style=settings.s3_path_style,
+                          s3_read_timeout=settings.s3_read_timeout)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 

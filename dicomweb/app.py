@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from archive.core import Core
-from dicomweb import auth, cors, viewer
+from dicomweb import auth, cors, cut, viewer
 from dicomweb.access_log import access_log_middleware
 from dicomweb.audit_trail import audit_middleware
 from dicomweb.errors import error_middleware
@@ -25,6 +25,7 @@ def create_app(core: Core) -> web.Application:
                                        error_middleware, guard_middleware, auth.auth_middleware],
                           client_max_size=16 * 1024**2)
     app[CORE] = core
+    cut.install(app)  # the error middleware must know when a status has already gone out
     app[STOW_SLOTS] = asyncio.Semaphore(max(1, core.settings.max_stow_requests))
     routes = all_routes() + (viewer_routes() if core.settings.viewer_dir else [])
     auth.register(app, [(r.method, r.path, r.permission) for r in routes])

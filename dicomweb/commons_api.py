@@ -19,8 +19,9 @@ from aiohttp import web
 from archive.blobs import BlobRef
 from archive.commons import cohorts, service
 from archive.commons.explore import suppress_facet
-from archive.errors import InvalidRequest, NotAllowed, NotFound, UnsupportedMediaType
+from archive.errors import ArchiveError, InvalidRequest, NotAllowed, NotFound, UnsupportedMediaType
 from dicomweb.auth import caller_from_request
+from dicomweb.cut import cut
 from dicomweb.guards import has_unstorable_text
 from dicomweb.keys import CORE
 from dicomweb.media_types import negotiate, parse_media_type
@@ -228,10 +229,13 @@ async def _stream_blob(request: web.Request, ref: BlobRef,
     chunks = ref.chunks(start, stop - start)
     first = await anext(chunks, b"")  # a missing blob is still a clean error here
     await resp.prepare(request)
-    await resp.write(first)
-    async for chunk in chunks:
-        await resp.write(chunk)
-    await resp.write_eof()
+    try:
+        await resp.write(first)
+        async for chunk in chunks:
+            await resp.write(chunk)
+        await resp.write_eof()
+    except (ArchiveError, ConnectionError) as exc:  # the 200 is out: close short of the end
+        cut(request, f"download of {ref.key}", exc)
     return resp
 
 

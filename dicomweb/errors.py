@@ -16,6 +16,7 @@ from aiohttp import web
 from archive import errors as e
 from archive.identity import errors as auth
 from archive.index.db_errors import is_unavailable
+from dicomweb import cut
 
 log = logging.getLogger("dicomweb")
 
@@ -121,7 +122,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except e.ArchiveError as exc:
         core.metrics.errors.labels("http", type(exc).__name__).inc()
-        if status_for(exc) < 500:
+        if cut.started(request):  # a streaming handler failed after its 200: no status left
+            cut.cut(request, "response", exc)
+        elif status_for(exc) < 500:
             log_refusal(request, status_for(exc), exc.reason)
         return archive_error_response(exc)
     except web.HTTPException as exc:
@@ -132,9 +135,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if is_unavailable(exc):  # PostgreSQL down or shutting down: 503, retry later
             log.warning("%s %s -> 503: database unavailable: %s", request.method, request.path,
                         getattr(exc, "orig", exc))
-            return archive_error_response(e.ArchiveUnavailable("database unavailable, retry"))
-        rid = uuid.uuid4().hex[:12]
-        log.exception("unhandled error", extra={"request_id": rid, "path": request.path})
-        return error_response(500, f"internal error (request id {rid})")
+            response = archive_error_response(e.ArchiveUnavailable("database unavailable, retry"))
+        else:
+            rid = uuid.uuid4().hex[:12]
+            log.exception("unhandled error", extra={"request_id": rid, "path": request.path})
+            response = error_response(500, f"internal error (request id {rid})")
+        if cut.started(request):  # the status would land inside the body already sent
+            cut.cut(request, "response", exc)
+        return response
     finally:
         core.requests_in_flight -= 1

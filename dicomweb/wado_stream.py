@@ -3,11 +3,17 @@
 When every instance goes out as stored, the response length is known from the index, so the
 body is sent with Content-Length and each file with `loop.sendfile` (zero-copy); otherwise
 (transcoding) the body is chunked and each transcoded instance is built off the event loop.
+
+Whatever fails once the 200 is out (the object store stalls or goes away, a conversion fails,
+the client leaves) ends the same way: the connection is closed short of the body's end
+(dicomweb/cut.py), since a status can no longer be sent and a kept-alive connection would leave
+the client waiting for the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import zipfile
@@ -15,9 +21,10 @@ import zipfile
 from aiohttp import web
 
 from archive.core import Core
-from archive.errors import NotAcceptable
+from archive.errors import ArchiveError, NotAcceptable
 from archive.retrieve import Located
 from archive.transcode import transcode
+from dicomweb.cut import cut
 from dicomweb.multipart import closing, new_boundary, part_header
 
 CHUNK = 1024 * 1024
@@ -56,9 +63,15 @@ async def send_file(request: web.Request, resp: web.StreamResponse, core: Core,
 
 async def reachable(located: list[Located]) -> None:
     """Before the 200 goes out: one byte of the first instance from a remote store, so an
-    object store that is down (or a missing object) is a clean 503 / 404, not a cut body."""
+    object store that is down (or a missing object) is a clean 503 / 404, not a cut body.
+
+    A streamed GET, not a ranged one in a thread: its wait is bounded by the store's read
+    timeout and cancelled with the request, where a blocking GET would hold a thread and the
+    request for the client's whole timeout when the store accepts connections but stalls."""
     if located and located[0].blob.local is None:
-        await asyncio.to_thread(located[0].blob.read_range, 0, 1)
+        async with contextlib.aclosing(located[0].blob.chunks(0, 1)) as probe:
+            async for _ in probe:
+                break
 
 
 class Transcodes:
@@ -114,9 +127,15 @@ def _abort(request: web.Request, loc: Located, exc: Exception) -> None:
     """A conversion failed after the 200 went out: close the connection without the final
     chunk and boundary, so the client sees an incomplete response instead of a complete-looking
     one missing an instance (and never waits for bytes that will not come)."""
-    log.warning("retrieve aborted: instance %s could not be sent: %s", loc.sop_uid, exc)
-    if request.transport is not None:
-        request.transport.close()
+    cut(request, f"retrieve of instance {loc.sop_uid}", exc)
+
+
+def _after_start(request: web.Request, resp: web.StreamResponse, exc: Exception) -> None:
+    """An error while streaming: re-raised before the 200 (the client gets its status),
+    the connection closed after it (dicomweb/cut.py)."""
+    if not resp.prepared:
+        raise exc
+    cut(request, "retrieve", exc)
 
 
 async def multipart_dicom(
@@ -143,8 +162,8 @@ async def multipart_dicom(
         if await _write_parts(request, resp, core, located, heads, transcodes):
             await resp.write(closing(boundary))
             await resp.write_eof()
-    except ConnectionError:  # the client went away mid-stream: nothing left to answer
-        log.info("retrieve aborted by the client after %d bytes", resp.body_length)
+    except (ArchiveError, ConnectionError) as exc:  # the store failed, or the client left
+        _after_start(request, resp, exc)
     finally:
         transcodes.cancel()
     return resp
@@ -180,7 +199,11 @@ async def single_dicom(
         resp.content_length = loc.size
         await reachable([loc])
         await resp.prepare(request)
-        await send_file(request, resp, core, loc)
+        try:
+            await send_file(request, resp, core, loc)
+        except (ArchiveError, ConnectionError) as exc:
+            _after_start(request, resp, exc)
+            return resp
     else:
         data = await transcode(core.workers.transcode if core.workers else None, loc, ts)
         resp.content_length = len(data)
@@ -229,8 +252,8 @@ async def zip_dicom(
         await resp.prepare(request)
         if await _write_zip(request, resp, core, located, transcodes):
             await resp.write_eof()
-    except ConnectionError:
-        log.info("zip retrieve aborted by the client after %d bytes", resp.body_length)
+    except (ArchiveError, ConnectionError) as exc:
+        _after_start(request, resp, exc)
     finally:
         transcodes.cancel()
     return resp

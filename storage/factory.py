@@ -19,6 +19,7 @@ def open_store(
     s3_endpoint: str | None = None,
     s3_region: str | None = None,
     s3_path_style: bool = False,
+    s3_read_timeout: float = 30.0,
 ) -> BlobStore:
     """The configured store; ValueError for a `storage` value no backend understands."""
     if not storage or storage in ("file", "filesystem"):
@@ -29,6 +30,6 @@ def open_store(
         from storage.s3 import S3BlobStore
 
         return S3BlobStore(storage, local_root, endpoint=s3_endpoint, region=s3_region,
-                           path_style=s3_path_style)
+                           path_style=s3_path_style, read_timeout=s3_read_timeout)
     raise ValueError(f"storage must be empty (local filesystem) or s3://BUCKET/PREFIX, "
                      f"not {storage!r}")

@@ -11,17 +11,21 @@ disk (the data directory's spool) so parsing never waits on the network; `commit
 spool file — one PUT below `multipart_threshold`, a multipart upload of `part_size` parts read
 from the file above it, so memory stays at part_size × concurrency whatever the instance size —
 and returns only after the store acknowledged it. Reads are ranged GETs: `open()` gives a
-seekable reader that fetches only the ranges read (a frame, a header), `stream` a streamed GET.
+seekable reader that fetches only the ranges read (a frame, a header), `stream` a streamed GET
+whose every wait (the response, then each chunk) is bounded by `read_timeout`: the client's own
+`timeout` bounds a whole request, which for a stream that follows a slow reader cannot be short,
+so without it a stalled store holds a streamed response open for that long.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,11 +90,13 @@ class S3BlobStore:
         upload_concurrency: int = 4,
         timeout: float = 60.0,
         max_retries: int = 3,
+        read_timeout: float = 30.0,
     ) -> None:
         where = parse_url(url)
         self.url = url
         self._args = (url, spool_root, endpoint, region, path_style, multipart_threshold,
-                      part_size, upload_concurrency, timeout, max_retries)
+                      part_size, upload_concurrency, timeout, max_retries, read_timeout)
+        self._read_timeout = read_timeout
         self._local = FileBlobStore(spool_root)  # only its spool is used
         self._root = f"{where.prefix}/" if where.prefix else ""
         self._threshold = multipart_threshold
@@ -209,20 +215,41 @@ class S3BlobStore:
     async def stream(
         self, key: str, offset: int = 0, length: int | None = None, chunk: int = 1 << 20
     ) -> AsyncIterator[bytes]:
-        """A streamed (ranged) GET, in chunks of at least `chunk` bytes (the last may be less)."""
+        """A streamed (ranged) GET, in chunks of at least `chunk` bytes (the last may be less).
+
+        Waiting for the response, and then for each chunk, is bounded by `read_timeout`: a store
+        that stops sending (stopped process, half-open connection) raises Unavailable then."""
         if length is not None and length <= 0:
             return
         span: Any = {"offset": offset} if length is None else (offset, offset + length)
         with _mapped():
             try:
-                result = await obstore.get_async(
-                    self._store, self._object(key), options={"range": span})
+                async with self._stall_bound("response"):
+                    result = await obstore.get_async(
+                        self._store, self._object(key), options={"range": span})
+            except Unavailable:
+                raise
             except Exception as exc:
                 if unsatisfiable(exc):
                     return
                 raise
-            async for part in result.stream(min_chunk_size=chunk):
+            parts = result.stream(min_chunk_size=chunk)
+            while True:
+                async with self._stall_bound("body"):
+                    part = await anext(parts, None)
+                if part is None:
+                    return
                 yield bytes(part)
+
+    @asynccontextmanager
+    async def _stall_bound(self, what: str) -> AsyncIterator[None]:
+        """Unavailable when the block waits on the store longer than `read_timeout`."""
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                yield
+        except TimeoutError as exc:
+            raise Unavailable(f"object store unreachable: no {what} bytes for "
+                              f"{self._read_timeout:g} s (read stalled)") from exc
 
     def size(self, key: str) -> int:
         with _mapped():
@@ -266,10 +293,11 @@ class S3BlobStore:
 
 def _reopen(url: str, spool_root: Path, endpoint: str | None, region: str | None,
             path_style: bool, threshold: int, part: int, concurrency: int, timeout: float,
-            retries: int) -> S3BlobStore:
+            retries: int, read_timeout: float) -> S3BlobStore:
     return S3BlobStore(url, spool_root, endpoint=endpoint, region=region, path_style=path_style,
                        multipart_threshold=threshold, part_size=part,
-                       upload_concurrency=concurrency, timeout=timeout, max_retries=retries)
+                       upload_concurrency=concurrency, timeout=timeout, max_retries=retries,
+                       read_timeout=read_timeout)
 
 
 class _RangeReader(io.RawIOBase):

@@ -209,3 +209,27 @@ def test_storage_settings_from_flags_variables_and_toml(tmp_path: Path) -> None:
     flags = settings_from(args)
     assert (flags.storage, flags.s3_path_style, flags.s3_endpoint) == ("s3://c/d", True, "http://h:1")
     assert config.Settings().storage == ""  # default: files in the data directory
+
+
+def test_the_read_timeout_setting_reaches_the_store(tmp_path: Path) -> None:
+    """s3_read_timeout from each of its sources, and into the store (and its pickled copy,
+    which a transcode worker process opens)."""
+    import pickle
+
+    from archive import config
+    from archive.cli import parser, settings_from
+    from archive.errors import ConfigError
+    from archive.runtime import open_blobs
+
+    assert config.Settings().s3_read_timeout == 30.0
+    assert config.load({}, environ={"ARCHIVE_S3_READ_TIMEOUT": "7"}).s3_read_timeout == 7.0
+    toml = tmp_path / "a.toml"
+    toml.write_text("s3_read_timeout = 4.5\n")
+    assert config.load({}, environ={}, toml_path=toml).s3_read_timeout == 4.5
+    with pytest.raises(ConfigError):
+        config.load({}, environ={"ARCHIVE_S3_READ_TIMEOUT": "0"})
+    args = parser().parse_args(["serve", "--storage", "s3://c/d", "--s3-read-timeout", "3",
+                                "--data-dir", str(tmp_path / "data")])
+    store = open_blobs(settings_from(args))
+    assert isinstance(store, S3BlobStore) and store._read_timeout == 3.0
+    assert pickle.loads(pickle.dumps(store))._read_timeout == 3.0

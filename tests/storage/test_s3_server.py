@@ -185,6 +185,52 @@ def test_object_store_outage_is_503_and_a700_then_recovers(
     assert list(server.core.blobs.spool_dir().iterdir()) == []
 
 
+def _read_rest(resp: requests.Response) -> tuple[bytes, Exception | None]:
+    """The rest of a streamed body, and the error that ended it early (None: it completed)."""
+    body = bytearray()
+    try:
+        for chunk in resp.iter_content(1 << 20):
+            body += chunk
+    except requests.RequestException as exc:
+        return bytes(body), exc
+    return bytes(body), None
+
+
+def test_a_stalled_store_ends_a_retrieve_in_bounded_time(
+    seaweed: Any, server_factory: Callable[..., RunningArchive]
+) -> None:
+    """The store frozen (SIGSTOP) in the middle of a streamed retrieve: the archive gives the
+    read up after s3_read_timeout and closes the connection short of its Content-Length (no
+    503 written inside the body, no wait for the client's own timeout); a retrieve asked while
+    the store is frozen is a 503 in bounded time; reads work again once the store runs."""
+    stall = 2.0
+    server = server_factory(storage=f"s3://{BUCKET}/node-{uuid.uuid4().hex[:8]}",
+                            s3_endpoint=seaweed.endpoint, s3_region="us-east-1",
+                            s3_path_style=True, s3_read_timeout=stall)
+    ds = f.image("stall", rows=512, columns=512, frames=80)  # 42 MB: beyond the socket buffers
+    assert post(server, multipart([f.to_bytes(ds)])).status_code == 200
+    got = requests.get(inst_url(server, ds), headers={"Accept": AS_STORED}, stream=True,
+                       timeout=(5, 60))
+    assert got.status_code == 200
+    first = got.raw.read(1 << 16)
+    with seaweed.paused():
+        started = time.monotonic()
+        rest, error = _read_rest(got)
+        cut_after = time.monotonic() - started
+        started = time.monotonic()
+        down = requests.get(inst_url(server, ds), headers={"Accept": AS_STORED}, timeout=60)
+        refused_after = time.monotonic() - started
+    body = first + rest
+    assert error is not None, "the body completed although the store was frozen"
+    assert len(body) < int(got.headers["Content-Length"])  # short: the client knows
+    assert b"HTTP/1.1 503" not in body  # not a second response inside the first
+    assert cut_after < stall + 12, cut_after  # the read timeout, not the client's 60 s
+    assert down.status_code == 503 and down.headers["Retry-After"], down.status_code
+    assert refused_after < stall + 12, refused_after
+    again = requests.get(inst_url(server, ds), headers={"Accept": AS_STORED}, timeout=60)
+    assert [b for _, b in parts(again)] == [f.to_bytes(ds)]
+
+
 def test_the_orphan_sweep_works_on_the_object_store(s3_server: RunningArchive) -> None:
     """The journal-driven sweep (archive.sweep) deletes exactly the provable orphans in S3."""
     from tests.archive.test_storage_pairing import (
