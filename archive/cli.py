@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archive import cli_curation, cli_keys, cli_limits, config, console
+from archive import cli_curation, cli_keys, cli_limits, cli_memory, config, console
 from archive.errors import ConfigError
 from archive.logs import configure
 
@@ -37,6 +37,9 @@ def _storage(p: argparse.ArgumentParser) -> None:
 def _jobs(p: argparse.ArgumentParser) -> None:
     """The task queue (archive/tasks/): `archive serve` and `archive worker` run jobs."""
     p.add_argument("--job-concurrency", help="jobs this node runs at once (ARCHIVE_JOB_CONCURRENCY, 2)")
+    p.add_argument("--job-stalled-seconds", metavar="SECONDS",
+                   help="a job worker silent this long is dead: its jobs are retried "
+                        "(ARCHIVE_JOB_STALLED_SECONDS, 30)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -61,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
                    help="deprecated: visible in ps; use ARCHIVE_CURATOR_TOKEN or --curator-token-file")
     s.add_argument("--curator-token-file", metavar="PATH",
                    help="file holding the legacy curator bearer token (ARCHIVE_CURATOR_TOKEN_FILE)")
+    s.add_argument("--curator-aets", metavar="AET[,AET…]",
+                   help="calling AE titles that are curators, when they are --peers calling "
+                        "from their host or over verified DICOM TLS (ARCHIVE_CURATOR_AETS)")
+    s.add_argument("--default-collection", metavar="NAME",
+                   help="collection of studies that arrive without one "
+                        "(ARCHIVE_DEFAULT_COLLECTION, public)")
     s.add_argument("--tls-cert", metavar="PEM",
                    help="certificate chain: serve HTTPS, and DICOM TLS (ARCHIVE_TLS_CERT)")
     s.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (ARCHIVE_TLS_KEY)")
@@ -79,6 +88,7 @@ def parser() -> argparse.ArgumentParser:
                    help="scopes the portal asks for (ARCHIVE_PORTAL_OIDC_SCOPE, openid)")
     cli_keys.add_serve_flags(s)
     cli_limits.add_limit_flags(s)
+    cli_memory.add_memory_flags(s)
     cli_curation.add_serve_flags(s)
     console.add_serve_flags(s)
     _storage(s)
@@ -135,7 +145,8 @@ def _viewer(args: argparse.Namespace) -> int:
     return 0
 
 
-def settings_from(args: argparse.Namespace) -> config.Settings:
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the command line gives (None: not given), by Settings field name."""
     keys = ("host", "http_port", "dimse_port", "ae_title", "data_dir", "database_url",
             "restrict_peers", "duplicate_policy", "max_request_bytes", "cors_origin",
             "viewer_dir", "curator_token", "log_level", "log_format", "public_url",
@@ -143,17 +154,22 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
             "storage", "s3_endpoint", "s3_region", "s3_path_style", "s3_read_timeout",
             "curator_token_file", "tls_cert", "tls_key",
             "dimse_tls_port", "dimse_tls_ca", "portal_oidc_client_id", "portal_oidc_scope",
-            "run_jobs", "job_concurrency",
-            *cli_keys.SERVE_SETTINGS,
+            "run_jobs", "job_concurrency", "job_stalled_seconds", "curator_aets",
+            "default_collection",
+            *cli_keys.SERVE_SETTINGS, *cli_memory.MEMORY_SETTINGS,
             *cli_limits.LIMIT_SETTINGS, *cli_curation.SERVE_SETTINGS)
-    if getattr(args, "curator_token", None):
-        print("archive: warning: --curator-token is deprecated (any local user can read it with "
-              "ps); use ARCHIVE_CURATOR_TOKEN or --curator-token-file PATH", file=sys.stderr)
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     peers = getattr(args, "peer", None)
     if peers:
         overrides["peers"] = tuple(config.parse_peer(p) for p in peers)
-    return config.load(overrides, toml_path=args.config)
+    return overrides
+
+
+def settings_from(args: argparse.Namespace) -> config.Settings:
+    if getattr(args, "curator_token", None):
+        print("archive: warning: --curator-token is deprecated (any local user can read it with "
+              "ps); use ARCHIVE_CURATOR_TOKEN or --curator-token-file PATH", file=sys.stderr)
+    return config.load(overrides_from(args), toml_path=args.config)
 
 
 def main(argv: list[str] | None = None) -> int:

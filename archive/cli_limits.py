@@ -9,7 +9,7 @@ LIMIT_SETTINGS = ("dimse_max_pdu", "dimse_idle_timeout", "dimse_artim_timeout",
                   "dimse_max_associations", "max_stow_requests", "db_idle_release_seconds",
                   "max_request_parts", "http_max_header_bytes",
                   "http_body_idle_timeout", "http_header_read_timeout",
-                  "dimse_max_associations_per_ae")
+                  "dimse_max_associations_per_ae", "max_instance_bytes", "qido_max_limit")
 
 
 def add_limit_flags(s: argparse.ArgumentParser) -> None:
@@ -39,6 +39,12 @@ def add_limit_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--http-header-read-timeout", type=float, metavar="SECONDS",
                    help="answer 408 and close a connection whose request headers are not "
                         "complete in time (ARCHIVE_HTTP_HEADER_READ_TIMEOUT, 30; 0: off)")
+    s.add_argument("--max-instance-bytes", metavar="BYTES",
+                   help="size limit of one instance, through any door "
+                        "(ARCHIVE_MAX_INSTANCE_BYTES, 2 GiB)")
+    s.add_argument("--qido-max-limit", metavar="N",
+                   help="largest QIDO-RS page; a larger or missing limit is capped "
+                        "(ARCHIVE_QIDO_MAX_LIMIT, 1000)")
     s.add_argument("--dimse-max-associations-per-ae", type=int, metavar="N",
                    help="concurrent associations of one calling AE title, more are rejected "
                         "(ARCHIVE_DIMSE_MAX_ASSOCIATIONS_PER_AE, 32; 0: off)")

@@ -8,6 +8,7 @@ here until it is documented, and a documented one that does not exist fails too.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from archive import config
-from archive.cli import parser
+from archive.cli import overrides_from, parser
 from dicomweb.app import create_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,22 +123,56 @@ def settings_table() -> dict[str, list[str]]:
     return rows
 
 
-def test_every_setting_has_its_three_forms_documented() -> None:
-    rows = settings_table()
-    serve = flags_of(COMMANDS[("serve",)])
-    for name in config.PARSERS:
+SETTINGS = {f.name for f in dataclasses.fields(config.Settings)} - {"extra"}  # extra: TOML tables
+
+
+def serve_flags_by_setting() -> dict[str, list[str]]:
+    """Setting → the option strings of the `archive serve` flag that sets it (by its dest)."""
+    dests = {a.dest: a.option_strings for a in COMMANDS[("serve",)]._actions if a.option_strings}
+    return {name: dests[dest] for name in SETTINGS
+            if (dest := "peer" if name == "peers" else name) in dests}
+
+
+def test_every_setting_has_a_flag_a_variable_a_toml_key_and_a_row() -> None:
+    """The house rule, all four for every Settings field: an `archive serve` flag, an ARCHIVE_
+    variable and a TOML key (config.load reads both through PARSERS), and a row of the
+    settings table naming all three."""
+    assert set(config.PARSERS) == SETTINGS, "PARSERS and Settings differ: " \
+        f"{sorted(set(config.PARSERS) ^ SETTINGS)}"
+    rows, flags = settings_table(), serve_flags_by_setting()
+    problems = []
+    for name in sorted(SETTINGS):
         env = config.env_name(name)
-        assert env in rows, f"{env} missing from the settings table of {CONFIGURATION.name}"
+        if name not in flags:
+            problems.append(f"{name}: no `archive serve` flag")
+        if env not in rows:
+            problems.append(f"{env}: no row in the settings table of {CONFIGURATION.name}")
+            continue
         flag_cell, _, toml_cell = rows[env][:3]
-        assert toml_cell == f"`{name}`", f"{env}: TOML key should read `{name}`, not {toml_cell}"
-        flag = f"--{name.replace('_', '-')}" if name != "peers" else "--peer"
-        if flag in serve:
-            assert flag_cell.startswith(f"`{flag}"), f"{env}: flag column should be {flag}"
-        else:
-            assert flag_cell == "—", f"{env}: no flag {flag} exists, so the flag column must be —"
+        if toml_cell != f"`{name}`":
+            problems.append(f"{env}: TOML key should read `{name}`, not {toml_cell}")
+        if name in flags and not any(flag_cell.startswith(f"`{o}") for o in flags[name]):
+            problems.append(f"{env}: flag column should name {flags[name]}, not {flag_cell}")
+    assert not problems, "\n".join(problems)
+    serve = flags_of(COMMANDS[("serve",)])
     for env, cells in rows.items():
         documented = FLAG.findall(cells[0])
         assert all(f in serve for f in documented), f"{env}: {documented} is not an `archive serve` flag"
+
+
+def test_every_settings_flag_reaches_the_settings() -> None:
+    """A flag that `settings_from` does not pass on would satisfy the table and do nothing:
+    every setting's value on the parsed command line must come out in the overrides."""
+    args = parser().parse_args(["serve", "--peer", "PACS=127.0.0.1:104"])
+    given = object()
+    for name in serve_flags_by_setting():
+        if name != "peers":
+            setattr(args, name, given)
+    overrides = overrides_from(args)
+    dropped = sorted(n for n in serve_flags_by_setting()
+                     if n != "peers" and overrides.get(n) is not given)
+    assert not dropped, f"settings_from drops the flags of {dropped}"
+    assert overrides["peers"] == (config.Peer("PACS", "127.0.0.1", 104),)
 
 
 def test_every_flag_of_every_command_is_on_the_configuration_page() -> None:

@@ -83,3 +83,27 @@ def test_curator_token_on_the_command_line_warns(tmp_path, capsys) -> None:  # t
     assert cli.settings_from(args).curator_token == "visible-in-ps"  # still works (legacy)
     err = capsys.readouterr().err
     assert "deprecated" in err and "--curator-token-file" in err and "visible-in-ps" not in err
+
+
+def test_the_memory_limit_and_job_flags_reach_the_settings() -> None:
+    """The flags added so every setting has one (they had a variable and a TOML key only)."""
+    args = parser().parse_args([
+        "serve", "--malloc-arena-max", "4", "--malloc-trim-seconds", "0",
+        "--memtrace-dir", "/tmp/mt", "--memtrace-every-seconds", "5",
+        "--max-instance-bytes", "1000", "--qido-max-limit", "50",
+        "--default-collection", "staging", "--curator-aets", "CUR1,CUR2",
+        "--job-stalled-seconds", "9", "--s3-read-timeout", "7"])
+    s = settings_from(args)
+    assert (s.malloc_arena_max, s.malloc_trim_seconds) == (4, 0.0)
+    assert (s.memtrace_dir, s.memtrace_every_seconds) == (Path("/tmp/mt"), 5.0)
+    assert (s.max_instance_bytes, s.qido_max_limit) == (1000, 50)
+    assert (s.default_collection, s.curator_aets) == ("staging", ("CUR1", "CUR2"))
+    assert (s.job_stalled_seconds, s.s3_read_timeout) == (9.0, 7.0)
+
+
+@pytest.mark.parametrize("flag", ["--memtrace-every-seconds", "--job-stalled-seconds",
+                                  "--s3-read-timeout"])
+def test_a_flag_is_checked_as_its_variable_is(flag: str) -> None:
+    """Flags hand config.load strings, so its parser (here: more than 0) applies to them too."""
+    with pytest.raises(ConfigError):
+        settings_from(parser().parse_args(["serve", flag, "0"]))
