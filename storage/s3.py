@@ -49,6 +49,7 @@ __all__ = ["S3BlobStore", "S3Location", "parse_url"]
 
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 STAMP_OBJECT = "STORAGE_ID"
+STREAM_TIMEOUT = 24 * 3600.0  # a streamed GET's whole-request bound; its stalls: read_timeout
 _STATUS = r"status(?: code)?:? "  # obstore: "Server returned non-2xx status code: 503 ..."
 _QUOTA = re.compile(r"QuotaExceeded|StorageFull|InsufficientStorage|EntityTooLarge|" + _STATUS + "507")
 _DENIED = re.compile(r"AccessDenied|" + _STATUS + "403|Forbidden|ReadOnly|PermissionDenied")
@@ -107,22 +108,10 @@ class S3BlobStore:
             config["endpoint"] = endpoint
         if region:
             config["region"] = region
-        self._store = S3Store(
-            where.bucket,
-            config=config,  # type: ignore[arg-type]
-            client_options={
-                "allow_http": bool(endpoint and endpoint.startswith("http://")),
-                "timeout": timedelta(seconds=timeout),
-                "connect_timeout": timedelta(seconds=min(timeout, 5.0)),
-            },
-            retry_config={
-                "max_retries": max_retries,
-                "retry_timeout": timedelta(seconds=timeout),
-                "backoff": {"init_backoff": timedelta(milliseconds=100),
-                            "max_backoff": timedelta(seconds=2), "base": 2},
-            },
-            credential_provider=_profile_credentials(),
-        )
+        self._store = _client(where.bucket, config, timeout, timeout, max_retries)
+        # streamed GETs follow their reader (a slow client, a large instance): a whole-request
+        # timeout would cut a healthy stream, so theirs is long and read_timeout bounds stalls
+        self._streams = _client(where.bucket, config, STREAM_TIMEOUT, timeout, max_retries)
         self._pool: ThreadPoolExecutor | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
@@ -226,7 +215,7 @@ class S3BlobStore:
             try:
                 async with self._stall_bound("response"):
                     result = await obstore.get_async(
-                        self._store, self._object(key), options={"range": span})
+                        self._streams, self._object(key), options={"range": span})
             except Unavailable:
                 raise
             except Exception as exc:
@@ -289,6 +278,28 @@ class S3BlobStore:
         if pool is not None:
             pool.shutdown(wait=True)
         self._local.close()
+
+
+def _client(bucket: str, config: dict[str, Any], timeout: float, retry_timeout: float,
+            max_retries: int) -> S3Store:
+    """An obstore client; `timeout` bounds each request from connect to the body's end."""
+    endpoint = config.get("endpoint")
+    return S3Store(
+        bucket,
+        config=config,  # type: ignore[arg-type]
+        client_options={
+            "allow_http": bool(endpoint and endpoint.startswith("http://")),
+            "timeout": timedelta(seconds=timeout),
+            "connect_timeout": timedelta(seconds=min(retry_timeout, 5.0)),
+        },
+        retry_config={
+            "max_retries": max_retries,
+            "retry_timeout": timedelta(seconds=retry_timeout),
+            "backoff": {"init_backoff": timedelta(milliseconds=100),
+                        "max_backoff": timedelta(seconds=2), "base": 2},
+        },
+        credential_provider=_profile_credentials(),
+    )
 
 
 def _reopen(url: str, spool_root: Path, endpoint: str | None, region: str | None,

@@ -104,6 +104,30 @@ def test_a_store_that_is_down_is_unavailable_whatever_its_urls_hold(tmp_path: Pa
     dead.close()
 
 
+def test_a_slow_reader_is_not_cut_by_the_request_timeout(seaweed: Any, tmp_path: Path) -> None:
+    """A streamed GET lasts as long as its reader takes (a slow client of a large instance):
+    the client's whole-request `timeout` (here 1 s) bounds the other requests, not streams,
+    whose stalls `read_timeout` bounds instead. (With one client, this stream failed at 1 s.)"""
+    import time
+
+    store = s3_store(seaweed, tmp_path, timeout=1)
+    data = os.urandom(12 << 20)
+    key = store.commit(store.spool_bytes(data))
+
+    async def slowly() -> bytes:
+        out = bytearray()
+        async for chunk in store.stream(key):
+            out += chunk
+            await asyncio.sleep(0.3)
+        return bytes(out)
+
+    started = time.monotonic()
+    assert asyncio.run(slowly()) == data
+    assert time.monotonic() - started > 2  # it did outlast the request timeout
+    store.delete(key)
+    store.close()
+
+
 _RSS_SCRIPT = r"""
 import asyncio, hashlib, os, resource, sys
 from pathlib import Path
