@@ -129,20 +129,27 @@ class BlobRef:
 
     async def chunks(self, offset: int = 0, length: int | None = None,
                      chunk: int = 1 << 20) -> AsyncGenerator[bytes, None]:
-        """The blob (or a range) as a stream, without holding it in memory."""
+        """The blob (or a range) as a stream, without holding it in memory.
+
+        Every byte asked for comes, or ArchiveUnavailable: a response declared with this length
+        and ended short would otherwise look complete to the server and keep its client
+        waiting for the rest."""
         end = self.size if length is None else offset + length
         if self.local is not None:
             while offset < end:
                 data = await asyncio.to_thread(self.read_range, offset, min(chunk, end - offset))
                 if not data:
-                    raise ConnectionResetError(f"stored file {self.key} ended early")
+                    break
                 offset += len(data)
                 yield data
-            return
-        assert self.store is not None
-        with mapped():
-            async for data in self.store.stream(self.key, offset, end - offset, chunk):
-                yield data
+        else:
+            assert self.store is not None
+            with mapped():
+                async for data in self.store.stream(self.key, offset, end - offset, chunk):
+                    offset += len(data)
+                    yield data
+        if offset < end:
+            raise ArchiveUnavailable(f"stored blob {self.key} ended {end - offset} bytes early")
 
     def dataset(self, **kwargs: Any) -> Any:
         """The stored instance parsed by pydicom (`dcmread` keywords pass through)."""

@@ -41,7 +41,7 @@ def started(request: web.Request) -> bool:
 def cut(request: web.Request, what: str, exc: BaseException) -> None:
     """Close the connection of a response that cannot be completed, and say why in the log."""
     reason = exc.reason if isinstance(exc, ArchiveError) else f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, ConnectionError):  # the client went away (or a local file ended early)
+    if isinstance(exc, ConnectionError):  # the client went away
         log.info("%s %s aborted: %s", what, request.path, reason)
     else:
         log.warning("%s %s aborted after the response started, connection closed: %s",

@@ -21,7 +21,7 @@ import zipfile
 from aiohttp import web
 
 from archive.core import Core
-from archive.errors import ArchiveError, NotAcceptable
+from archive.errors import ArchiveError, ArchiveUnavailable, NotAcceptable
 from archive.retrieve import Located
 from archive.transcode import transcode
 from dicomweb.cut import cut
@@ -53,10 +53,13 @@ async def send_file(request: web.Request, resp: web.StreamResponse, core: Core,
     if transport is not None and loc.blob.local is not None:
         with open(loc.blob.local, "rb") as fp:
             try:
-                await asyncio.get_running_loop().sendfile(transport, fp, 0, loc.size)
-                return
+                sent = await asyncio.get_running_loop().sendfile(transport, fp, 0, loc.size)
             except NotImplementedError:
                 pass
+            else:
+                if sent < loc.size:  # a truncated file: the declared length will not come
+                    raise ArchiveUnavailable(f"stored file {loc.blob.key} ended early")
+                return
     async for chunk in loc.blob.chunks(0, loc.size, CHUNK):
         await resp.write(chunk)
 

@@ -498,3 +498,26 @@ def test_instance_that_cannot_be_decoded_ends_the_retrieve_cleanly(
                         f"{later[0].SeriesInstanceUID}/instances/{later[0].SOPInstanceUID}",
                         headers={"Accept": DEFAULT_ACCEPT}, timeout=60)
     assert good.status_code == 200 and len(parts(good)) == 1
+
+
+@pytest.mark.parametrize("accept", ['multipart/related; type="application/dicom"; '
+                                    "transfer-syntax=*", "application/zip"])
+def test_a_truncated_stored_file_ends_the_retrieve_at_once(
+    server: RunningArchive, accept: str
+) -> None:
+    """A blob shorter than the index says (a truncated file) cannot fill the body the 200
+    announced: the connection is closed short of its end and the client sees the error at
+    once. (Before, sendfile sent what there was, the response ended as if complete on a
+    kept-alive connection, and the client waited for the rest until its own timeout.)"""
+    import os
+    import time
+
+    ds = f.image("truncated", rows=64, columns=64)
+    store(server, [ds])
+    [blob] = [p for p in (server.settings.storage_dir / "blobs").rglob("*") if p.is_file()]
+    os.truncate(blob, blob.stat().st_size // 2)
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(inst_url(server, ds), headers={"Accept": accept} | auth_headers(),
+                     timeout=30)
+    assert time.monotonic() - started < 10
