@@ -40,8 +40,10 @@ def take_over(core: Core, source: Path) -> Spooled:
     return spool_file(core, source, take_over=True)
 
 
-def handle_store(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Dataset:
-    """EVT_C_STORE handler (runs in the association thread)."""
+def handle_store(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Dataset | int:
+    """EVT_C_STORE handler (runs in the association thread). A plain success is answered as the
+    int status, which pynetdicom turns into the same C-STORE-RSP as a one-element status
+    Dataset, without building and walking one per instance."""
     done = audit.tally(event.assoc, identity_of(event.assoc, core))  # audited at release
     try:
         caller = caller_for(event, core)
@@ -63,4 +65,5 @@ def handle_store(event: Any, core: Core, loop: asyncio.AbstractEventLoop) -> Dat
         return status(PROCESSING_FAILURE, "internal error")
     done.stored[stored.study_uid] += 1
     # 0xB000-range warnings do not fit "replaced"; success with a comment keeps peers happy.
-    return status(SUCCESS, stored.warning)
+    warning = stored.warning
+    return SUCCESS if warning is None else status(SUCCESS, warning)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import pynetdicom.association
+import pynetdicom.dimse_messages
 import pynetdicom.dul
 import pynetdicom.transport
 from pynetdicom import _config
@@ -27,6 +28,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket
 
+from dimse import codec
 from dimse.limits import receive_limit
 
 log = logging.getLogger("dimse")
@@ -34,7 +36,8 @@ log = logging.getLogger("dimse")
 
 def tune_pynetdicom() -> None:
     """Idempotent: chunked C-STORE receive, cheap context copies, big reads, association and
-    DUL reactors that wait for work instead of polling."""
+    DUL reactors that wait for work instead of polling, pydicom-free command sets and file meta
+    where the bytes allow (`dimse.codec`)."""
     # receive C-STORE data sets into temp files, not memory
     _config.STORE_RECV_CHUNKED_DATASET = True
     if not isinstance(pynetdicom.dul.time, _DulClock):
@@ -50,6 +53,19 @@ def tune_pynetdicom() -> None:
         Association.kill = _kill_waking(Association.kill)  # type: ignore[method-assign,assignment]
     setattr(pynetdicom.transport, "deepcopy", _copy_contexts)  # noqa: B010 - see _copy_contexts
     AssociationSocket.recv = _recv  # type: ignore[method-assign]
+    _install_codecs()
+
+
+def _install_codecs() -> None:
+    """`dimse.codec`'s byte-identical fast paths in front of the pydicom functions that
+    `pynetdicom.dimse_messages` calls (its own names: nothing else in pynetdicom changes)."""
+    messages: Any = pynetdicom.dimse_messages
+    if getattr(messages, "_archive_codecs", False):
+        return
+    messages.encode = codec.fast_encode(messages.encode)
+    messages.create_file_meta = codec.fast_create_file_meta(messages.create_file_meta)
+    messages.write_file_meta_info = codec.fast_write_file_meta_info(messages.write_file_meta_info)
+    messages._archive_codecs = True
 
 
 def _copy_contexts(obj: Any, memo: dict[int, Any] | None = None) -> Any:
@@ -106,13 +122,18 @@ class _Wake(Protocol):
 
 
 class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
-    """A Queue that sets its reactor's wake (an Event, or a `_DulWake`) on every put."""
+    """A Queue that sets its reactor's wake (an Event, or a `_DulWake`) on every put, except a
+    put by the reactor thread itself when that reactor looks at its queues before it blocks
+    (`_archive_owner`: the DUL reactor, see `_wait_for_work`): it is awake, and the wake would
+    cost a pipe write, an extra select() and a read for each PDU it receives or sends."""
 
     _archive_wake: _Wake
+    _archive_owner: int | None = None  # thread ident whose own puts need no wake
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
-        self._archive_wake.set()
+        if self._archive_owner != threading.get_ident():
+            self._archive_wake.set()
 
 
 class _ReactorClock:
@@ -248,6 +269,8 @@ def _dul_reactor_woken(run: Callable[[DULServiceProvider], None],
             if type(q) is queue.Queue:
                 q.__class__ = _WakingQueue
                 setattr(q, "_archive_wake", wake)  # noqa: B010 - a Queue made a _WakingQueue
+                # this thread checks both queues before it blocks (_wait_for_work)
+                setattr(q, "_archive_owner", threading.get_ident())  # noqa: B010
         setattr(self, "_archive_wake", wake)  # noqa: B010 - read by _DulClock.sleep
         try:
             run(self)
