@@ -8,7 +8,6 @@ Pixel Data sits in the file (so frames can later be served by offset without par
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 import struct
@@ -23,6 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from archive import index_json
 from archive.attributes import LEVEL_KEYWORDS, Level
 from archive.errors import DataSetMismatch, InvalidInstance, UnsupportedTransferSyntax
 from archive.transfer_syntax import DEFLATED_EXPLICIT_VR_LE, KNOWN_TRANSFER_SYNTAXES
@@ -71,6 +71,9 @@ class InstanceFacts:
     pixels: PixelLayout | None
     charset: str | None
     header_json: str | None = None  # `header` encoded as the JSON the index stores
+    # instance.metadata (WADO-RS), spliced from header_json's pieces (archive.index_json);
+    # None: the index's trigger builds it
+    metadata_json: str | None = None
 
 
 def read_instance(path: Path, file_size: int) -> InstanceFacts:
@@ -91,20 +94,23 @@ def read_instance(path: Path, file_size: int) -> InstanceFacts:
     _check_depth(ds)
     if not has_pixels and "Rows" in ds and "Columns" in ds and "FloatPixelData" not in ds:
         raise InvalidInstance("truncated: image attributes present but no Pixel Data")
-    header, header_json = _header_and_json(ds)
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    header, header_json, metadata_json = _header_and_json(
+        ds, ts, (f"{pixels.tag:08X}", pixels.vr) if pixels is not None else None)
     level_attrs = {lvl: {t: v for t, v in header.items() if t in _LEVEL_TAGS[lvl]} for lvl in Level}
     return InstanceFacts(
         study_uid=facts[0],
         series_uid=facts[1],
         sop_uid=facts[2],
         sop_class_uid=facts[3],
-        transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+        transfer_syntax=ts,
         header=header,
         level_attrs=level_attrs,
         columns=_columns(ds),
         pixels=pixels,
         charset=_charset(ds),
         header_json=header_json,
+        metadata_json=metadata_json,
     )
 
 
@@ -233,10 +239,13 @@ def _bulk_marker(elem: DataElement) -> str:
     return f"bulk:{elem.tag:08X}"
 
 
-def _header_and_json(ds: Dataset) -> tuple[dict[str, Any], str]:
+def _header_and_json(
+    ds: Dataset, transfer_syntax: str, pixels: tuple[str, str] | None
+) -> tuple[dict[str, Any], str, str | None]:
     """DICOM JSON (PS3.18 Annex F) of the data set, large binaries as `bulk:` markers (doors
-    turn a `bulk:TAG` marker into an absolute BulkDataURI), and its compact JSON text, both
-    storable (`_storable`). Nearly every header is storable as it is: the C
+    turn a `bulk:TAG` marker into an absolute BulkDataURI), its compact JSON text, both
+    storable (`_storable`), and the instance's WADO-RS metadata text (archive.index_json; None
+    when the index must build it). Nearly every header is storable as it is: the C
     encoder says so (no NaN/Infinity: `allow_nan=False`; no NUL: never escaped otherwise)
     while producing the text the index needs anyway, which costs a fraction of walking the
     header in Python (`_storable`: ~10 % of a parse worker's time per instance, issue 14)."""
@@ -245,13 +254,14 @@ def _header_and_json(ds: Dataset) -> tuple[dict[str, Any], str]:
     except Exception as exc:  # malformed values (bad PN/IS/DS encodings)
         raise InvalidInstance(f"cannot convert header to DICOM JSON: {exc}") from exc
     try:
-        text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        if "\\u0000" not in text:  # a literal backslash-u0000 only costs the slow path
-            return raw, text
+        parts = index_json.pieces(raw, strict=True)
+        if not any("\\u0000" in p for p in parts):  # a literal backslash-u0000 only costs
+            return raw, *index_json.encode(raw, parts, transfer_syntax, pixels)  # the slow path
     except ValueError:  # NaN or ±Infinity
         pass
     header = _storable(raw)
-    return header, json.dumps(header, separators=(",", ":"), ensure_ascii=False)
+    return header, *index_json.encode(header, index_json.pieces(header, strict=False),
+                                      transfer_syntax, pixels)
 
 
 MAX_SEQUENCE_DEPTH = 32  # real IODs nest a handful of levels; hostile files nest hundreds

@@ -105,7 +105,8 @@ _VERSION = (
 def _document() -> ColumnElement[str]:
     """`instance.metadata` with each `bulk:` marker made an absolute BulkDataURI.
 
-    The jsonb text form is canonical, so the pattern cannot occur inside an escaped string
+    The pattern is the marker as jsonb's text form writes it, and as ingest writes it
+    (archive/index_json.py MARKER); in canonical JSON it cannot occur inside an escaped string
     value. Bind parameter `base` is the JSON-escaped service root.
     """
     url = (literal('"BulkDataURI": "', Text) + bindparam("base", type_=Text) + "/studies/"

@@ -133,17 +133,18 @@ _INSTANCE_VALUES = """
     series_pk = :series_pk, sop_class_uid = :sop_class_uid, instance_number = :instance_number,
     transfer_syntax = :transfer_syntax, rows = :rows, columns = :columns,
     number_of_frames = :number_of_frames, blob_key = :blob_key, size_bytes = :size_bytes,
-    sha256 = :sha256, pixels = CAST(:pixels AS jsonb), header = CAST(:header AS jsonb)
+    sha256 = :sha256, pixels = CAST(:pixels AS jsonb), header = CAST(:header AS jsonb),
+    metadata = :metadata
 """
 
 _INSERT_INSTANCE = text(
     """
     INSERT INTO instance (series_pk, sop_uid, sop_class_uid, instance_number, transfer_syntax,
                           rows, columns, number_of_frames, blob_key, size_bytes, sha256, pixels,
-                          header)
+                          header, metadata)
     VALUES (:series_pk, :sop_uid, :sop_class_uid, :instance_number, :transfer_syntax, :rows,
             :columns, :number_of_frames, :blob_key, :size_bytes, :sha256,
-            CAST(:pixels AS jsonb), CAST(:header AS jsonb))
+            CAST(:pixels AS jsonb), CAST(:header AS jsonb), :metadata)
     """
 )
 
@@ -292,6 +293,7 @@ async def _write_instance(
         "transfer_syntax": facts.transfer_syntax,
         "pixels": _dumps(facts.pixels.as_json()) if facts.pixels else None,
         "header": header_json if header_json is not None else _dumps(facts.header),
+        "metadata": facts.metadata_json,  # None: the trigger builds it (migration 0017)
     } | {k: c[k] for k in ("instance_number", "rows", "columns", "number_of_frames")} | blob
     series_pks = [series_pk]
     replaced = None
@@ -525,7 +527,7 @@ _INSTANCE_COLUMNS = [("series_pk", "bigint"), ("sop_uid", "text"), ("sop_class_u
                      ("instance_number", "integer"), ("transfer_syntax", "text"),
                      ("rows", "integer"), ("columns", "integer"), ("number_of_frames", "integer"),
                      ("blob_key", "text"), ("size_bytes", "bigint"), ("sha256", "text"),
-                     ("pixels", "jsonb"), ("header", "jsonb")]
+                     ("pixels", "jsonb"), ("header", "jsonb"), ("metadata", "text")]
 _INSTANCES = _unnest_insert("instance", _INSTANCE_COLUMNS, "")
 
 
@@ -596,6 +598,7 @@ async def _insert_instances(
             "sop_class_uid": f.sop_class_uid, "transfer_syntax": f.transfer_syntax,
             "pixels": _dumps(f.pixels.as_json()) if f.pixels else None,
             "header": e.header_json if e.header_json is not None else _dumps(f.header),
+            "metadata": f.metadata_json,  # None: the trigger builds it (migration 0017)
         } | {k: c[k] for k in ("instance_number", "rows", "columns", "number_of_frames")}
             | e.blob)
     await _INSTANCES.execute(driver, _columns_of(rows, _INSTANCE_COLUMNS))
