@@ -62,7 +62,9 @@ def encode(
     text = _join(below, above)
     if pixels is not None and pixels[0] in header:
         return text, None
-    syntax = _dumps({AVAILABLE_TRANSFER_SYNTAX: {"vr": "UI", "Value": [transfer_syntax]}}, False)
-    bulk = "{}" if pixels is None else _dumps(
-        {pixels[0]: {"vr": pixels[1], "BulkDataURI": f"bulk:{pixels[0]}"}}, False)
+    # the two added elements by hand: json.dumps with options costs ≈2 µs a call
+    syntax = f'{{"{AVAILABLE_TRANSFER_SYNTAX}":{{"vr":"UI","Value":[{json.dumps(transfer_syntax)}]}}}}'
+    bulk = "{}" if pixels is None else (
+        f'{{{json.dumps(pixels[0])}:{{"vr":{json.dumps(pixels[1])},'
+        f'"BulkDataURI":{json.dumps("bulk:" + pixels[0])}}}}}')
     return text, _join(below, syntax, above, bulk).replace(_COMPACT_MARKER, MARKER)
