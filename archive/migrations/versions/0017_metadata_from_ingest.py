@@ -6,7 +6,8 @@ Create Date: 2026-11-29
 
 The BEFORE INSERT/UPDATE trigger of 0003 built `metadata` from the header jsonb for every row
 (jsonb concatenation, then jsonb → text): the largest single item of PostgreSQL's work per
-ingested instance (issue 14, bench/pg_cost.py: ≈0.06–0.11 ms of the backend's CPU per row).
+ingested instance (issue 14, bench/pg_cost.py: ≈0.06–0.07 ms of the backend's CPU per row, a
+third of the batched instance insert's).
 Ingest now sends the text, spliced by the parse worker from the header's own JSON
 (archive/index_json.py). The one trigger becomes two with a WHEN condition, evaluated without
 calling the function (a PL/pgSQL call that returns at once still cost ≈0.025 ms per row):
