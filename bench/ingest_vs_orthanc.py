@@ -298,13 +298,13 @@ def table(res: dict[str, Any]) -> str:
     imp = [r["result"] for r in runs if r["path"] == "import"]
     stow = best("orthanc", "stow_10x4", "instances_per_s")
     if imp:
-        rate = median([r["instances_per_s"] for r in imp])
+        rate = round(median([r["instances_per_s"] for r in imp]), 2)
         ratio = rate / stow if stow else None
         lines.append(
             f"| archive import (vs Orthanc STOW 10×4) | {rate} | {stow} | "
             f"{f'{ratio:.2f}×' if ratio else '–'} | ≥ 1.5× | "
             f"{'yes' if ratio and ratio >= 1.5 else 'no'} | "
-            f"{median([r['psutil_cpu_ms_per_instance'] for r in imp])} (psutil, incl. start-up) |"
+            f"{round(median([r['psutil_cpu_ms_per_instance'] for r in imp]), 2)} (psutil, incl. start-up) |"
             f" – | {median([r['peak_main_rss_MB'] for r in imp])} / "
             f"{median([r['peak_tree_rss_MB'] for r in imp])} | – | {frac(rate)} | – |")
     lines += ["", "CPU ms/inst: server process tree (archive: main process + parse workers + "
