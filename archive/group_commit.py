@@ -6,8 +6,9 @@ Ingests hand over a parsed instance and its spool file; a writer takes everythin
      makes the files durable with one flush (BlobStore.commit_many: the filesystem backend
      fsyncs them in parallel, renames them into place and fsyncs each directory),
   3. indexes them in ONE transaction, a savepoint each (a bad instance fails alone), in
-     patient → study → series order (two writers always lock rows in the same order), recounts
-     every touched series and study once, and commits,
+     patient → study → series order (two writers always lock rows in the same order), adds a
+     batch of new instances to its series' and studies' aggregates (anything else recounts
+     every touched series and study once), and commits,
 and only then resolves each caller's future. While one flush runs the next batch gathers, so
 under load each disk flush and each commit carries many instances; an instance arriving alone
 waits for nobody. The guarantees of `archive.ingest` are unchanged: success means the file is

@@ -65,3 +65,57 @@ def test_rejected_duplicate_does_not_fail_its_neighbours(
                                      + [f.to_bytes(changed), f.to_bytes(others[2])]))
     assert isinstance(results[2], Exception) and "already stored" in str(results[2])
     assert [r.outcome for r in results if isinstance(r, Stored)] == ["stored"] * 3
+
+
+# The study's aggregates as the full recount computes them (archive.index.writes._STUDY_AGGREGATES).
+_RECOUNTED = """
+    SELECT count(DISTINCT se.pk) AS num_series, count(i.pk) AS num_instances,
+           COALESCE(sum(i.size_bytes), 0)::bigint AS size_bytes,
+           COALESCE(array_agg(DISTINCT se.modality ORDER BY se.modality)
+                    FILTER (WHERE se.modality IS NOT NULL), '{}') AS modalities,
+           COALESCE(array_agg(DISTINCT i.sop_class_uid ORDER BY i.sop_class_uid), '{}')
+               AS sop_classes
+    FROM series se JOIN instance i ON i.series_pk = se.pk WHERE se.study_pk = st.pk"""
+
+
+def _aggregates_match_a_recount(server: RunningArchive) -> None:
+    stored = server.sql("SELECT study_uid, num_series, num_instances, size_bytes, modalities, "
+                        "sop_classes FROM study ORDER BY study_uid")
+    recounted = server.sql(f"SELECT st.study_uid, agg.* FROM study st, LATERAL ({_RECOUNTED}) "
+                           "AS agg ORDER BY st.study_uid")
+    assert [dict(r) for r in stored] == [dict(r) for r in recounted]
+    series = server.sql("SELECT s.pk, s.num_instances, (SELECT count(*) FROM instance i "
+                        "WHERE i.series_pk = s.pk) AS counted FROM series s")
+    assert all(r["num_instances"] == r["counted"] for r in series), series
+
+
+def test_batches_add_to_aggregates_exactly_what_a_recount_finds(server: RunningArchive) -> None:
+    """A batch of new instances adds to its series' and study's aggregates instead of
+    recounting the study (whose cost grows with it, issue 14): after batches that open new
+    series and modalities in an existing study, a replace and a resend (both the per-instance
+    path, which recounts), every aggregate equals what a full recount finds."""
+    first = [f.image("agg", "se1", i, modality="CT") for i in range(1, 6)]
+    second = [f.image("agg", "se1", i, modality="CT") for i in range(6, 9)] + [
+        f.image("agg", "se2", i, modality="MR") for i in range(1, 5)] + [
+        f.image("agg-b", "se1", i, modality="CR") for i in range(1, 3)]
+    for batch in (first, second):
+        results = server.run(_ingest_all(server, [f.to_bytes(d) for d in batch]))
+        assert {r.outcome for r in results if isinstance(r, Stored)} == {"stored"}, results
+        _aggregates_match_a_recount(server)
+    replaced = f.image("agg", "se1", 1, modality="CT", rows=32, columns=32)  # same SOP UID
+    third = [replaced, f.image("agg", "se3", 1, modality="CR"), second[0]]
+    results = server.run(_ingest_all(server, [f.to_bytes(d) for d in third]))
+    assert [r.outcome for r in results] == ["replaced", "stored", "duplicate"]  # type: ignore[union-attr]
+    _aggregates_match_a_recount(server)
+    fourth = [f.image("agg", "se3", i, modality="CR") for i in range(2, 4)]
+    server.run(_ingest_all(server, [f.to_bytes(d) for d in fourth]))
+    _aggregates_match_a_recount(server)
+    # a batch of one opening a new series with a new modality: the series row is new to
+    # this very statement's snapshot
+    lone = f.image("agg", "se4", 1, modality="DX")
+    assert server.run(_ingest_all(server, [f.to_bytes(lone)]))[0].outcome == "stored"
+    _aggregates_match_a_recount(server)
+    row = server.sql("SELECT num_series, num_instances, modalities FROM study WHERE study_uid=$1",
+                     first[0].StudyInstanceUID)[0]
+    assert (row["num_series"], row["num_instances"], row["modalities"]) == (
+        4, 16, ["CR", "CT", "DX", "MR"])
