@@ -30,13 +30,20 @@ def test_serve_without_database_url_uses_embedded_postgres(tmp_path: Path) -> No
     data_dir, http, dimse = tmp_path / "data", free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
     env["ARCHIVE_CURATOR_TOKEN"] = TEST_CURATOR_TOKEN
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "archive", "serve", "--data-dir", str(data_dir),
          "--http-port", str(http), "--dimse-port", str(dimse)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+    def said() -> str:  # the server's own words, for a failure message
+        return log_path.read_text(errors="replace")[-3000:]
+
     try:
         url = f"http://127.0.0.1:{http}/dicom-web"
         for _ in range(300):
+            assert proc.poll() is None, f"archive serve exited {proc.returncode}:\n{said()}"
             try:
                 requests.post(url + "/studies", timeout=1)
                 break
@@ -48,7 +55,9 @@ def test_serve_without_database_url_uses_embedded_postgres(tmp_path: Path) -> No
         assert postgres_processes(data_dir / "postgres")
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        code = proc.wait(60)
+        log.close()
+    assert code == 0, said()
     for _ in range(50):
         if not postgres_processes(data_dir / "postgres"):
             break
