@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless
 
-from archive.index.engine import MIGRATIONS_DIR
 from archive.instance import read_instance
 from tests import factories as f
 from tests.conftest import RunningArchive
 from tests.dicomweb.test_wado import store
+from tests.migration_files import load_migration
 
 
 def _with_sequence(name: str) -> Dataset:
@@ -68,12 +67,7 @@ def test_a_header_holding_the_syntax_leaves_metadata_to_the_trigger(tmp_path: Pa
 
 def _trigger_expr() -> str:
     """The trigger's expression (migration 0003) over instance `i`."""
-    path = MIGRATIONS_DIR / "versions" / "0003_retrieve.py"
-    spec = importlib.util.spec_from_file_location("migration_0003", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.METADATA_EXPR.format(t="i"))
+    return str(load_migration("0003_retrieve.py").METADATA_EXPR.format(t="i"))
 
 
 def test_stored_metadata_equals_the_triggers(server: RunningArchive) -> None:

@@ -5,23 +5,17 @@ out of the autogenerate comparison, and the job settings reach `archive serve` /
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 from importlib.resources import files
 from types import ModuleType
 
 from archive import config
 from archive.cli import parser, settings_from
-from archive.index.engine import MIGRATIONS_DIR
 from archive.index.schema import include_object
+from tests.migration_files import load_migration
 
 
 def revision() -> ModuleType:
-    path = MIGRATIONS_DIR / "versions" / "0014_task_queue.py"
-    spec = importlib.util.spec_from_file_location("rev0021", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_migration("0014_task_queue.py")
 
 
 def test_migration_holds_the_installed_procrastinate_schema() -> None:
